@@ -1,0 +1,2 @@
+// Public API of src/dlms. Other folders import only this file.
+export {};

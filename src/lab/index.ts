@@ -1,0 +1,2 @@
+// Public API of src/lab. Other folders import only this file.
+export {};
