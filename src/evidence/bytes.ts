@@ -16,6 +16,7 @@ export class ByteWriter {
     return this.length;
   }
 
+  // Callers take the offset first, then touch `view`/`buffer`: reserve() may replace both.
   private reserve(bytes: number): number {
     const at = this.length;
     const needed = at + bytes;
@@ -33,49 +34,57 @@ export class ByteWriter {
 
   u8(value: number): this {
     checkInteger(value, 0, 0xff, "u8");
-    this.buffer[this.reserve(1)] = value;
+    const at = this.reserve(1);
+    this.buffer[at] = value;
     return this;
   }
 
   i8(value: number): this {
     checkInteger(value, -0x80, 0x7f, "i8");
-    this.view.setInt8(this.reserve(1), value);
+    const at = this.reserve(1);
+    this.view.setInt8(at, value);
     return this;
   }
 
   u16(value: number): this {
     checkInteger(value, 0, 0xffff, "u16");
-    this.view.setUint16(this.reserve(2), value);
+    const at = this.reserve(2);
+    this.view.setUint16(at, value);
     return this;
   }
 
   u32(value: number): this {
     checkInteger(value, 0, 0xffff_ffff, "u32");
-    this.view.setUint32(this.reserve(4), value);
+    const at = this.reserve(4);
+    this.view.setUint32(at, value);
     return this;
   }
 
   /** Unsigned 64-bit field carrying a JavaScript safe integer. */
   u64(value: number): this {
     checkInteger(value, 0, Number.MAX_SAFE_INTEGER, "u64");
-    this.view.setBigUint64(this.reserve(8), BigInt(value));
+    const at = this.reserve(8);
+    this.view.setBigUint64(at, BigInt(value));
     return this;
   }
 
   /** Signed 64-bit field carrying a JavaScript safe integer (e.g. a timestamp in ms). */
   i64(value: number): this {
     checkInteger(value, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, "i64");
-    this.view.setBigInt64(this.reserve(8), BigInt(value));
+    const at = this.reserve(8);
+    this.view.setBigInt64(at, BigInt(value));
     return this;
   }
 
   f64(value: number): this {
-    this.view.setFloat64(this.reserve(8), value);
+    const at = this.reserve(8);
+    this.view.setFloat64(at, value);
     return this;
   }
 
   bytes(data: Uint8Array): this {
-    this.buffer.set(data, this.reserve(data.length));
+    const at = this.reserve(data.length);
+    this.buffer.set(data, at);
     return this;
   }
 

@@ -2,5 +2,7 @@
 export * from "./bytes.ts";
 export * from "./crypto.ts";
 export * from "./errors.ts";
+export * from "./merkle.ts";
 export * from "./nvm-types.ts";
+export * from "./records.ts";
 export * from "./secure-element.ts";
