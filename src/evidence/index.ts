@@ -1,7 +1,10 @@
 // Public API of the evidence core. Other folders import only this file.
+export * from "./batch.ts";
+export * from "./bundle.ts";
 export * from "./bytes.ts";
 export * from "./crypto.ts";
 export * from "./errors.ts";
+export * from "./event-chain.ts";
 export * from "./merkle.ts";
 export * from "./nvm-types.ts";
 export * from "./records.ts";
