@@ -134,8 +134,8 @@ export function verifyBundleText(text: string): BundleReport {
     const where = `meter log ${log.meter_id}`;
     const key = keyFor(log.key_id, log.meter_id, "event_seal", where);
     const records: EventRecord[] = [];
+    counts.eventRecords += log.records.length;
     for (const [index, hex] of log.records.entries()) {
-      counts.eventRecords++;
       try {
         const record = decodeEventRecord(fromHex(hex, `${where} record ${index + 1}`));
         if (record.meterId !== log.meter_id) {
@@ -160,11 +160,12 @@ export function verifyBundleText(text: string): BundleReport {
 
   for (const section of raw.batch_chains) {
     counts.batchChains++;
+    counts.readings += section.batches.reduce((sum, b) => sum + b.records.length, 0);
     const where = `batch chain ${section.dcu_id}`;
     const key = keyFor(section.key_id, section.dcu_id, "batch_sign", where);
     let previous: Batch | undefined;
+    counts.batches += section.batches.length;
     for (const [index, rawBatch] of section.batches.entries()) {
-      counts.batches++;
       const at = `${where} batch ${index + 1}`;
       let batch: Batch;
       try {
@@ -176,7 +177,6 @@ export function verifyBundleText(text: string): BundleReport {
             throw new Located(error, `${at} (batch_id ${header.batchId}) record ${i + 1}`);
           }
         });
-        counts.readings += records.length;
         batch = { header, records };
       } catch (error) {
         if (error instanceof Located) problems.push(decodeProblem(error.cause, error.where, section.dcu_id));
@@ -248,7 +248,14 @@ class Located {
 
 function decodeProblem(error: unknown, where: string, meterId: string): EvidenceProblem {
   if (error instanceof EvidenceError) {
-    return { code: error.code, message: error.message, where, meterId };
+    const seq = error.where?.match(/seq (\d+)/)?.[1];
+    return {
+      code: error.code,
+      message: error.reason,
+      where: error.where === undefined ? where : `${where} (${error.where})`,
+      meterId,
+      ...(seq === undefined ? {} : { seq: Number(seq) }),
+    };
   }
   throw error;
 }

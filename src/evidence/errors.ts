@@ -29,12 +29,15 @@ export class EvidenceError extends Error {
   readonly code: EvidenceErrorCode;
   /** Where the problem was found: byte offset, record seq, file path… */
   readonly where: string | undefined;
+  /** The message without the code and location, for reports that print those separately. */
+  readonly reason: string;
 
   constructor(code: EvidenceErrorCode, message: string, where?: string) {
     super(where === undefined ? `${code}: ${message}` : `${code}: ${message} (at ${where})`);
     this.name = "EvidenceError";
     this.code = code;
     this.where = where;
+    this.reason = message;
   }
 }
 
