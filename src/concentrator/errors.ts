@@ -7,6 +7,7 @@ export type ConcentratorErrorCode =
   | "BAD_READING" // a reading outside the record schema (values, seq, timestamp)
   | "BAD_ACK" // a head-end ack that does not parse or does not match what was sent
   | "BAD_TIME" // a time message that does not parse
+  | "BAD_ALERT" // an alert message that does not parse
   | "BAD_CONFIG"
   | "JOURNAL_MISMATCH" // the journal assigned a commit_id other than the one stamped in the record
   | "STORE_CORRUPT" // the outbox or state file holds something this build cannot trust

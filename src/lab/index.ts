@@ -1,2 +1,4 @@
-// Public API of src/lab. Other folders import only this file.
-export {};
+// Public API of src/lab: the virtual-time engine, the scenarios and their runner.
+export * from "./engine.ts";
+export * from "./registry.ts";
+export * from "./scenario.ts";

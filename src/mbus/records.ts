@@ -117,13 +117,12 @@ function pow10(exponent: number): number {
 
 /** Applies the exponent and the SI conversion with at most one rounding for integer inputs. */
 export function scaleToSi(raw: number, exponent: number, si: SiConversion): number {
-  if (si.kind === "fahrenheit") return ((raw * pow10(Math.max(exponent, 0))) / pow10(Math.max(-exponent, 0)) - 32) * (5 / 9);
-  if (si.kind === "fahrenheit_difference") {
-    return (raw * pow10(Math.max(exponent, 0)) * 5) / (pow10(Math.max(-exponent, 0)) * 9);
-  }
-  const num = si.num * pow10(Math.max(exponent, 0));
-  const den = si.den * pow10(Math.max(-exponent, 0));
-  const value = (raw * num) / den;
+  const up = pow10(Math.max(exponent, 0));
+  const down = pow10(Math.max(-exponent, 0));
+  let value: number;
+  if (si.kind === "fahrenheit") value = ((raw * up - 32 * down) * 5) / (down * 9);
+  else if (si.kind === "fahrenheit_difference") value = (raw * up * 5) / (down * 9);
+  else value = (raw * si.num * up) / (si.den * down);
   return Object.is(value, -0) ? 0 : value;
 }
 
@@ -329,10 +328,10 @@ function interpretData(record: MbusDataRecord, lvar: number | null, msbFirst: bo
         return;
       }
       const signed = l >= 0xd0 ? -BigInt(bcd.value) : BigInt(bcd.value);
-      setNumeric(record, narrow(signed), false);
+      setNumeric(record, narrow(signed));
       return;
     }
-    setNumeric(record, narrow(readUnsigned(bytes)), false);
+    setNumeric(record, narrow(readUnsigned(bytes)));
     return;
   }
 
@@ -356,7 +355,7 @@ function interpretData(record: MbusDataRecord, lvar: number | null, msbFirst: bo
       record.valueError = `BCD digits ${bcd.digits} contain a non-decimal digit`;
       return;
     }
-    setNumeric(record, bcd.value, false);
+    setNumeric(record, bcd.value);
     return;
   }
 
@@ -375,10 +374,10 @@ function interpretData(record: MbusDataRecord, lvar: number | null, msbFirst: bo
     return;
   }
   const unsigned = vib.kind === "code";
-  setNumeric(record, narrow(unsigned ? readUnsigned(bytes) : readSigned(bytes)), unsigned);
+  setNumeric(record, narrow(unsigned ? readUnsigned(bytes) : readSigned(bytes)));
 }
 
-function setNumeric(record: MbusDataRecord, raw: number | bigint, _unsigned: boolean): void {
+function setNumeric(record: MbusDataRecord, raw: number | bigint): void {
   const { vib } = record;
   record.rawValue = raw;
   if (vib.kind === "code") {

@@ -1,0 +1,41 @@
+import type { LabReport, Scenario } from "./scenario.ts";
+import { meterFlicker } from "./scenarios/meter-flicker.ts";
+
+export const SCENARIOS: readonly Scenario[] = [meterFlicker];
+
+export function findScenario(name: string): Scenario | undefined {
+  return SCENARIOS.find((s) => s.name === name);
+}
+
+export interface RunOptions {
+  readonly meters?: number;
+  readonly seed?: number;
+  readonly mutations?: readonly string[];
+  readonly progress?: (fraction: number, label?: string) => void;
+}
+
+/** Runs one scenario; the report is the JSON of `amiproof lab run --json`. */
+export async function runScenario(scenario: Scenario, options: RunOptions = {}): Promise<LabReport> {
+  const seed = options.seed ?? 1;
+  const meters = options.meters ?? scenario.defaultMeters;
+  const unknown = (options.mutations ?? []).filter((m) => !scenario.safeguards.includes(m));
+  if (unknown.length > 0) {
+    throw new RangeError(
+      `${scenario.name} has no safeguard ${unknown.join(", ")} (it has: ${scenario.safeguards.join(", ")})`,
+    );
+  }
+  const outcome = await scenario.run({
+    seed,
+    meters,
+    mutations: new Set(options.mutations ?? []),
+    progress: options.progress ?? (() => {}),
+  });
+  return {
+    scenario: scenario.name,
+    seed,
+    meters,
+    passed: outcome.predicates.every((p) => p.passed),
+    predicates: outcome.predicates,
+    figures: outcome.figures,
+  };
+}
