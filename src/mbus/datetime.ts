@@ -131,7 +131,9 @@ export function decodeMbusTime(bytes: Uint8Array): MbusDateTime {
     second,
     valid,
     summerTime: false,
-    iso: valid ? `${pad(year, 4)}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:${pad(second)}` : null,
+    iso: valid
+      ? `${pad(year, 4)}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:${pad(second)}`
+      : null,
   };
 }
 

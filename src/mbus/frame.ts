@@ -136,11 +136,7 @@ export function frameLength(bytes: Uint8Array): number | null {
     if (l < 3) throw new MbusError("BAD_LENGTH", `L field must be at least 3 (C, A, CI), got ${l}`, "byte 1");
     return l + 6;
   }
-  throw new MbusError(
-    "BAD_START",
-    `expected 0xE5, 0x10 or 0x68, got 0x${hexByte(start)}`,
-    "byte 0",
-  );
+  throw new MbusError("BAD_START", `expected 0xE5, 0x10 or 0x68, got 0x${hexByte(start)}`, "byte 0");
 }
 
 /** Decodes exactly one frame occupying all of `bytes`. */
@@ -150,7 +146,11 @@ export function decodeFrame(bytes: Uint8Array): MbusFrame {
     throw new MbusError("TRUNCATED", `frame needs more than ${bytes.length} byte(s)`, `byte ${bytes.length}`);
   }
   if (bytes.length < length) {
-    throw new MbusError("TRUNCATED", `frame needs ${length} bytes, got ${bytes.length}`, `byte ${bytes.length}`);
+    throw new MbusError(
+      "TRUNCATED",
+      `frame needs ${length} bytes, got ${bytes.length}`,
+      `byte ${bytes.length}`,
+    );
   }
   const start = bytes[0]!;
   if (start === MBUS_ACK) {
@@ -176,7 +176,11 @@ export function decodeFrame(bytes: Uint8Array): MbusFrame {
   // long or control frame: 68 L L 68 C A CI data CS 16
   const l = bytes[1]!;
   if (bytes[2] !== l) {
-    throw new MbusError("BAD_LENGTH", `L fields differ: 0x${hexByte(l)} and 0x${hexByte(bytes[2]!)}`, "byte 2");
+    throw new MbusError(
+      "BAD_LENGTH",
+      `L fields differ: 0x${hexByte(l)} and 0x${hexByte(bytes[2]!)}`,
+      "byte 2",
+    );
   }
   if (bytes[3] !== MBUS_START_LONG) {
     throw new MbusError("BAD_START", `expected the second 0x68, got 0x${hexByte(bytes[3]!)}`, "byte 3");
@@ -224,5 +228,7 @@ export function reqUd2(address: number, fcb: boolean): MbusFrame {
 
 export function sndUd(address: number, ci: number, data: Uint8Array, fcb = false): MbusFrame {
   const control = C_SND_UD | (fcb ? C_FCB : 0);
-  return data.length === 0 ? { kind: "control", control, address, ci } : { kind: "long", control, address, ci, data };
+  return data.length === 0
+    ? { kind: "control", control, address, ci }
+    : { kind: "long", control, address, ci, data };
 }

@@ -19,7 +19,11 @@ export function parseHex(text: string): Uint8Array {
   if (digits.length === 0) throw new MbusError("BAD_HEX", "no hex digits in the input");
   const bad = /[^0-9a-fA-F]/.exec(digits);
   if (bad !== null) {
-    throw new MbusError("BAD_HEX", `expected hex digits, got ${JSON.stringify(bad[0])}`, `digit ${bad.index}`);
+    throw new MbusError(
+      "BAD_HEX",
+      `expected hex digits, got ${JSON.stringify(bad[0])}`,
+      `digit ${bad.index}`,
+    );
   }
   // A separated token of one digit would silently shift every following byte.
   const odd = tokens.findIndex((token) => token.length % 2 !== 0);

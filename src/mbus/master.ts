@@ -117,9 +117,15 @@ export class MbusMaster {
     this.transport = transport;
     this.responseTimeoutMs = options.responseTimeoutMs ?? MBUS_RESPONSE_TIMEOUT_MS;
     this.retries = Math.min(options.retries ?? MBUS_REQUEST_RETRIES_DEFAULT, MBUS_REQUEST_RETRIES_MAX);
-    this.telegramsMax = Math.min(options.telegramsMax ?? MBUS_READOUT_TELEGRAMS_MAX, MBUS_READOUT_TELEGRAMS_MAX);
+    this.telegramsMax = Math.min(
+      options.telegramsMax ?? MBUS_READOUT_TELEGRAMS_MAX,
+      MBUS_READOUT_TELEGRAMS_MAX,
+    );
     this.collisionGuardMs = options.collisionGuardMs ?? MBUS_COLLISION_GUARD_MS;
-    this.scanProbesMax = Math.min(options.scanProbesMax ?? MBUS_SECONDARY_SCAN_PROBES_MAX, MBUS_SECONDARY_SCAN_PROBES_MAX);
+    this.scanProbesMax = Math.min(
+      options.scanProbesMax ?? MBUS_SECONDARY_SCAN_PROBES_MAX,
+      MBUS_SECONDARY_SCAN_PROBES_MAX,
+    );
     this.stats = options.stats;
   }
 
@@ -150,7 +156,11 @@ export class MbusMaster {
         if (need !== null && buffer.length >= need) {
           const frame = decodeFrame(buffer.subarray(0, need));
           if (buffer.length > need) {
-            throw new MbusError("COLLISION", `${buffer.length - need} byte(s) arrived after a complete frame`, where);
+            throw new MbusError(
+              "COLLISION",
+              `${buffer.length - need} byte(s) arrived after a complete frame`,
+              where,
+            );
           }
           this.count(null);
           return frame;
@@ -220,7 +230,11 @@ export class MbusMaster {
         continue;
       }
       if (frame.kind !== "long" || (frame.control & 0x4f) !== C_RSP_UD) {
-        throw new MbusError("UNEXPECTED_RESPONSE", `expected RSP_UD in a long frame, got a ${frame.kind} frame`, where);
+        throw new MbusError(
+          "UNEXPECTED_RESPONSE",
+          `expected RSP_UD in a long frame, got a ${frame.kind} frame`,
+          where,
+        );
       }
       // The link layer delivered: the next request asks for the next telegram.
       this.nextFcb.set(address, !fcb);
@@ -246,7 +260,8 @@ export class MbusMaster {
       const decoded = await this.requestUserData(address);
       telegrams.push(decoded);
       records.push(...(decoded.telegram?.records ?? []));
-      if (decoded.telegram?.moreRecordsFollow !== true) return { address, telegrams, records, complete: true };
+      if (decoded.telegram?.moreRecordsFollow !== true)
+        return { address, telegrams, records, complete: true };
     }
     return { address, telegrams, records, complete: false };
   }
@@ -331,7 +346,11 @@ export class MbusMaster {
         const identification = (prefix + String(digit)).padEnd(8, "F");
         probes += 1;
         if (probes > this.scanProbesMax) {
-          throw new MbusError("LIMIT", `secondary scan exceeded ${this.scanProbesMax} probes`, `mask ${identification}`);
+          throw new MbusError(
+            "LIMIT",
+            `secondary scan exceeded ${this.scanProbesMax} probes`,
+            `mask ${identification}`,
+          );
         }
         const result = await this.select({ ...SECONDARY_WILDCARD, ...filter, identification });
         if (result === "none") continue;

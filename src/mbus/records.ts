@@ -3,7 +3,14 @@ import { MbusError } from "./errors.ts";
 import { hexByte } from "./frame.ts";
 import { toHex } from "./hex.ts";
 import { decodeManufacturer, mediumName } from "./tables.ts";
-import { decodeVib, encodeVib, latin1Reversed, type SiConversion, type ValueInfo, type VibSpec } from "./vif.ts";
+import {
+  decodeVib,
+  encodeVib,
+  latin1Reversed,
+  type SiConversion,
+  type ValueInfo,
+  type VibSpec,
+} from "./vif.ts";
 
 // EN 13757-3 §6: a data record is DIF [DIFE…] VIF [VIFE…] data. This file holds the data information block,
 // the data field codings and the record codec; the telegram structures live in telegram.ts.
@@ -139,7 +146,9 @@ function readSigned(bytes: Uint8Array): bigint {
 }
 
 function narrow(value: bigint): number | bigint {
-  return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+  return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER)
+    ? Number(value)
+    : value;
 }
 
 interface BcdResult {
@@ -192,10 +201,18 @@ export function decodeRecords(bytes: Uint8Array, options: DecodeRecordsOptions =
     if (dif === DIF_MANUFACTURER_DATA || dif === DIF_MORE_RECORDS_FOLLOW) {
       // EN 13757-3 Table 6: manufacturer specific data to the end of the user data; 0x1F also says
       // more records follow in the next telegram.
-      return { records, manufacturerData: bytes.slice(at + 1), moreRecordsFollow: dif === DIF_MORE_RECORDS_FOLLOW };
+      return {
+        records,
+        manufacturerData: bytes.slice(at + 1),
+        moreRecordsFollow: dif === DIF_MORE_RECORDS_FOLLOW,
+      };
     }
     if (records.length >= MBUS_RECORDS_MAX) {
-      throw new MbusError("BAD_DIF", `more than ${MBUS_RECORDS_MAX} records in one telegram`, `byte ${base + at}`);
+      throw new MbusError(
+        "BAD_DIF",
+        `more than ${MBUS_RECORDS_MAX} records in one telegram`,
+        `byte ${base + at}`,
+      );
     }
     const { record, next } = decodeRecord(bytes, at, records.length, options);
     records.push(record);
@@ -215,7 +232,9 @@ export function decodeRecord(
   const dif = bytes[offset]!;
   if ((dif & 0x0f) === 0x0f) {
     const what =
-      dif === DIF_GLOBAL_READOUT ? "global readout request (master to slave only)" : "reserved special function";
+      dif === DIF_GLOBAL_READOUT
+        ? "global readout request (master to slave only)"
+        : "reserved special function";
     throw new MbusError("BAD_DIF", `DIF 0x${hexByte(dif)} is a ${what}`, where);
   }
   const coding = CODINGS[dif & 0x0f]!;
@@ -384,7 +403,8 @@ function setNumeric(record: MbusDataRecord, raw: number | bigint): void {
     record.value = typeof raw === "bigint" ? raw.toString() : raw;
     if (typeof raw === "number") {
       if (vib.table === "fd" && vib.quantity === "medium") record.text = mediumName(raw & 0xff);
-      if (vib.table === "fd" && vib.quantity === "manufacturer") record.text = decodeManufacturer(raw & 0xffff);
+      if (vib.table === "fd" && vib.quantity === "manufacturer")
+        record.text = decodeManufacturer(raw & 0xffff);
     }
     return;
   }
@@ -420,7 +440,9 @@ function checkNonNegativeInteger(value: number, max: number, what: string): void
 }
 
 /** DIF and DIFEs for a coding, function, storage number, tariff and subunit (EN 13757-3 Tables 4 and 7). */
-export function encodeDib(spec: Pick<RecordSpec, "function" | "storageNumber" | "tariff" | "subunit" | "dataField">): Uint8Array {
+export function encodeDib(
+  spec: Pick<RecordSpec, "function" | "storageNumber" | "tariff" | "subunit" | "dataField">,
+): Uint8Array {
   const storage = spec.storageNumber ?? 0;
   const tariff = spec.tariff ?? 0;
   const subunit = spec.subunit ?? 0;
@@ -498,7 +520,8 @@ export function encodeRecord(spec: RecordSpec): Uint8Array {
     new DataView(data.buffer).setFloat32(0, spec.value, true);
   } else if (coding === "variable") {
     if (typeof spec.value === "string") {
-      if (spec.value.length > 0xbf || !/^[\x00-\xff]*$/.test(spec.value)) {
+      const latin1 = [...spec.value].every((c) => c.charCodeAt(0) <= 0xff);
+      if (spec.value.length > 0xbf || !latin1) {
         throw new MbusError("BAD_FIELD", "variable-length text must be up to 191 ISO 8859-1 characters");
       }
       const chars = spec.value;
@@ -506,7 +529,8 @@ export function encodeRecord(spec: RecordSpec): Uint8Array {
       data[0] = chars.length;
       for (let i = 0; i < chars.length; i += 1) data[chars.length - i] = chars.charCodeAt(i);
     } else if (spec.value instanceof Uint8Array) {
-      if (spec.value.length > 15) throw new MbusError("BAD_FIELD", "variable-length binary here is up to 15 bytes");
+      if (spec.value.length > 15)
+        throw new MbusError("BAD_FIELD", "variable-length binary here is up to 15 bytes");
       data = new Uint8Array(spec.value.length + 1);
       data[0] = 0xe0 + spec.value.length;
       data.set(spec.value, 1);

@@ -45,7 +45,8 @@ export class MbusSimSlave {
   readonly seen = { sndNke: 0, reqUd2: 0, selections: 0, repeats: 0, applicationResets: 0 };
 
   constructor(config: MbusSimSlaveConfig) {
-    if (config.telegrams.length === 0) throw new MbusError("BAD_FIELD", "a simulated slave needs at least one telegram");
+    if (config.telegrams.length === 0)
+      throw new MbusError("BAD_FIELD", "a simulated slave needs at least one telegram");
     this.config = config;
   }
 
@@ -93,7 +94,8 @@ export class MbusSimSlave {
     const silent = frame.address === ADDRESS_BROADCAST_NO_REPLY;
 
     if ((frame.kind === "long" || frame.kind === "control") && frame.ci === CI_SELECTION) {
-      if (frame.address !== ADDRESS_NETWORK_LAYER || frame.kind !== "long" || frame.data.length < 8) return null;
+      if (frame.address !== ADDRESS_NETWORK_LAYER || frame.kind !== "long" || frame.data.length < 8)
+        return null;
       this.seen.selections += 1;
       if (this.matches(decodeSecondaryAddress(frame.data))) {
         this.selected = true;
@@ -233,7 +235,10 @@ export class MbusSimBus implements MbusTransport {
       at += length;
       if (answer === null) continue;
       if (this.pendingBytes + answer.length > SIM_BUS_PENDING_BYTES_MAX) {
-        throw new MbusError("LIMIT", `simulated bus holds more than ${SIM_BUS_PENDING_BYTES_MAX} unread bytes`);
+        throw new MbusError(
+          "LIMIT",
+          `simulated bus holds more than ${SIM_BUS_PENDING_BYTES_MAX} unread bytes`,
+        );
       }
       const chunk = this.options.chunkBytes ?? 0;
       if (chunk > 0) {

@@ -4,7 +4,10 @@ import { MbusError } from "./errors.ts";
 // 5 bits each, 'A' = 1: code = (c1 − 64)·32² + (c2 − 64)·32 + (c3 − 64), sent LSB first.
 export function encodeManufacturer(letters: string): number {
   if (!/^[A-Z]{3}$/.test(letters)) {
-    throw new MbusError("BAD_FIELD", `manufacturer must be three letters A–Z, got ${JSON.stringify(letters)}`);
+    throw new MbusError(
+      "BAD_FIELD",
+      `manufacturer must be three letters A–Z, got ${JSON.stringify(letters)}`,
+    );
   }
   const v = (i: number) => letters.charCodeAt(i) - 64;
   return (v(0) << 10) | (v(1) << 5) | v(2);
@@ -18,42 +21,42 @@ export function decodeManufacturer(code: number): string {
 
 // EN 13757-3 Table 3 ("device type" / medium of the fixed header). Gaps are reserved.
 const MEDIA: Readonly<Record<number, string>> = {
-  0x00: "other",
-  0x01: "oil",
-  0x02: "electricity",
-  0x03: "gas",
-  0x04: "heat (outlet)",
-  0x05: "steam",
-  0x06: "warm water (30–90 °C)",
-  0x07: "water",
-  0x08: "heat cost allocator",
-  0x09: "compressed air",
-  0x0a: "cooling load meter (outlet)",
-  0x0b: "cooling load meter (inlet)",
-  0x0c: "heat (inlet)",
-  0x0d: "heat / cooling load meter",
-  0x0e: "bus / system component",
-  0x0f: "unknown medium",
-  0x14: "calorific value",
-  0x15: "hot water (≥ 90 °C)",
-  0x16: "cold water",
-  0x17: "dual register (hot/cold) water meter",
-  0x18: "pressure",
-  0x19: "A/D converter",
-  0x1a: "smoke detector",
-  0x1b: "room sensor",
-  0x1c: "gas detector",
-  0x20: "breaker (electricity)",
-  0x21: "valve (gas or water)",
-  0x25: "customer unit (display device)",
-  0x28: "waste water",
-  0x29: "garbage",
-  0x31: "communication controller",
-  0x32: "unidirectional repeater",
-  0x33: "bidirectional repeater",
-  0x36: "radio converter (system side)",
-  0x37: "radio converter (meter side)",
-  0xff: "wildcard",
+  0: "other",
+  1: "oil",
+  2: "electricity",
+  3: "gas",
+  4: "heat (outlet)",
+  5: "steam",
+  6: "warm water (30–90 °C)",
+  7: "water",
+  8: "heat cost allocator",
+  9: "compressed air",
+  10: "cooling load meter (outlet)",
+  11: "cooling load meter (inlet)",
+  12: "heat (inlet)",
+  13: "heat / cooling load meter",
+  14: "bus / system component",
+  15: "unknown medium",
+  20: "calorific value",
+  21: "hot water (≥ 90 °C)",
+  22: "cold water",
+  23: "dual register (hot/cold) water meter",
+  24: "pressure",
+  25: "A/D converter",
+  26: "smoke detector",
+  27: "room sensor",
+  28: "gas detector",
+  32: "breaker (electricity)",
+  33: "valve (gas or water)",
+  37: "customer unit (display device)",
+  40: "waste water",
+  41: "garbage",
+  49: "communication controller",
+  50: "unidirectional repeater",
+  51: "bidirectional repeater",
+  54: "radio converter (system side)",
+  55: "radio converter (meter side)",
+  255: "wildcard",
 };
 
 export function mediumName(medium: number): string {
@@ -62,25 +65,25 @@ export function mediumName(medium: number): string {
 
 // EN 13757-3 Table 1 (CI field), the values a wired master and its slaves exchange.
 const CI_NAMES: Readonly<Record<number, string>> = {
-  0x50: "application reset",
-  0x51: "data send",
-  0x52: "selection of slaves",
-  0x70: "application error",
-  0x71: "alarm status",
-  0x72: "variable data, long header",
-  0x73: "fixed data",
-  0x76: "variable data, long header, mode 2 (MSB first)",
-  0x77: "fixed data, mode 2 (MSB first)",
-  0x78: "variable data, no header",
-  0x7a: "variable data, short header",
-  0xb8: "set baud rate 300",
-  0xb9: "set baud rate 600",
-  0xba: "set baud rate 1200",
-  0xbb: "set baud rate 2400",
-  0xbc: "set baud rate 4800",
-  0xbd: "set baud rate 9600",
-  0xbe: "set baud rate 19200",
-  0xbf: "set baud rate 38400",
+  80: "application reset",
+  81: "data send",
+  82: "selection of slaves",
+  112: "application error",
+  113: "alarm status",
+  114: "variable data, long header",
+  115: "fixed data",
+  118: "variable data, long header, mode 2 (MSB first)",
+  119: "fixed data, mode 2 (MSB first)",
+  120: "variable data, no header",
+  122: "variable data, short header",
+  184: "set baud rate 300",
+  185: "set baud rate 600",
+  186: "set baud rate 1200",
+  187: "set baud rate 2400",
+  188: "set baud rate 4800",
+  189: "set baud rate 9600",
+  190: "set baud rate 19200",
+  191: "set baud rate 38400",
 };
 
 export function ciName(ci: number): string {
@@ -110,7 +113,9 @@ export interface MbusStatus {
 }
 
 export function decodeStatus(status: number): MbusStatus {
-  const application = (["no_error", "busy", "application_error", "abnormal_condition"] as const)[status & 0x03]!;
+  const application = (["no_error", "busy", "application_error", "abnormal_condition"] as const)[
+    status & 0x03
+  ]!;
   return {
     application,
     powerLow: (status & 0x04) !== 0,

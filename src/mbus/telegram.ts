@@ -118,7 +118,11 @@ function u16(bytes: Uint8Array, at: number, msbFirst: boolean): number {
 
 function requireBytes(data: Uint8Array, length: number, what: string): void {
   if (data.length < length) {
-    throw new MbusError("TRUNCATED", `${what} needs ${length} bytes after the CI field, got ${data.length}`, "byte 0");
+    throw new MbusError(
+      "TRUNCATED",
+      `${what} needs ${length} bytes after the CI field, got ${data.length}`,
+      "byte 0",
+    );
   }
 }
 
@@ -203,7 +207,10 @@ export function decodeApplicationLayer(ci: number, data: Uint8Array): MbusTelegr
     case CI_APPLICATION_ERROR: {
       const telegram = emptyTelegram(ci, "application_error", false);
       const code = data.length > 0 ? data[0]! : null;
-      telegram.applicationError = { code, text: code === null ? "unspecified error" : applicationErrorName(code) };
+      telegram.applicationError = {
+        code,
+        text: code === null ? "unspecified error" : applicationErrorName(code),
+      };
       return telegram;
     }
     case CI_ALARM: {
@@ -248,13 +255,17 @@ interface FixedUnit {
 }
 function fixedUnit(code: number): FixedUnit | null {
   const r = (num: number, den = 1): SiConversion => ({ kind: "ratio", num, den });
-  if (code >= 0x02 && code <= 0x0a) return { quantity: "energy", raw: "Wh", unit: "J", exponent: code - 0x02, si: r(3600) };
-  if (code >= 0x0b && code <= 0x13) return { quantity: "energy", raw: "J", unit: "J", exponent: code - 0x0b + 3, si: r(1) };
-  if (code >= 0x14 && code <= 0x1c) return { quantity: "power", raw: "W", unit: "W", exponent: code - 0x14, si: r(1) };
+  if (code >= 0x02 && code <= 0x0a)
+    return { quantity: "energy", raw: "Wh", unit: "J", exponent: code - 0x02, si: r(3600) };
+  if (code >= 0x0b && code <= 0x13)
+    return { quantity: "energy", raw: "J", unit: "J", exponent: code - 0x0b + 3, si: r(1) };
+  if (code >= 0x14 && code <= 0x1c)
+    return { quantity: "power", raw: "W", unit: "W", exponent: code - 0x14, si: r(1) };
   if (code >= 0x1d && code <= 0x25) {
     return { quantity: "power", raw: "J/h", unit: "W", exponent: code - 0x1d + 3, si: r(1, 3600) };
   }
-  if (code >= 0x26 && code <= 0x2e) return { quantity: "volume", raw: "m3", unit: "m3", exponent: code - 0x26 - 6, si: r(1) };
+  if (code >= 0x26 && code <= 0x2e)
+    return { quantity: "volume", raw: "m3", unit: "m3", exponent: code - 0x26 - 6, si: r(1) };
   if (code >= 0x2f && code <= 0x37) {
     return { quantity: "volume_flow", raw: "m3/h", unit: "m3/s", exponent: code - 0x2f - 6, si: r(1, 3600) };
   }
@@ -315,7 +326,8 @@ function fixedCounter(
   const info: ValueInfo = {
     table: "primary",
     quantity: unit?.quantity ?? "reserved",
-    description: unit === null ? `reserved fixed-structure unit 0x${hexByte(unitCode)}` : `fixed counter ${index + 1}`,
+    description:
+      unit === null ? `reserved fixed-structure unit 0x${hexByte(unitCode)}` : `fixed counter ${index + 1}`,
     rawUnit: unit?.raw ?? "",
     exponent: unit?.exponent ?? 0,
     unit: unit?.unit ?? "",
@@ -370,7 +382,8 @@ export interface DecodedFrame {
 export function decodeTelegramFrame(bytes: Uint8Array): DecodedFrame {
   const frame = decodeFrame(bytes);
   if (frame.kind === "long") return { frame, telegram: decodeApplicationLayer(frame.ci, frame.data) };
-  if (frame.kind === "control") return { frame, telegram: decodeApplicationLayer(frame.ci, new Uint8Array(0)) };
+  if (frame.kind === "control")
+    return { frame, telegram: decodeApplicationLayer(frame.ci, new Uint8Array(0)) };
   return { frame, telegram: null };
 }
 
@@ -414,7 +427,10 @@ function checkByte(value: number, what: string): number {
 /** 8 hex digits (BCD, or F wildcards for a selection mask) → 4 bytes LSB first. */
 export function encodeIdentification(identification: string): Uint8Array {
   if (!/^[0-9A-Fa-f]{8}$/.test(identification)) {
-    throw new MbusError("BAD_FIELD", `identification must be 8 digits, got ${JSON.stringify(identification)}`);
+    throw new MbusError(
+      "BAD_FIELD",
+      `identification must be 8 digits, got ${JSON.stringify(identification)}`,
+    );
   }
   const out = new Uint8Array(4);
   for (let i = 0; i < 4; i += 1) out[i] = Number.parseInt(identification.slice(6 - 2 * i, 8 - 2 * i), 16);
@@ -423,7 +439,10 @@ export function encodeIdentification(identification: string): Uint8Array {
 
 export function encodeLongHeader(spec: LongHeaderSpec): Uint8Array {
   if (!/^[0-9]{8}$/.test(spec.identification)) {
-    throw new MbusError("BAD_FIELD", `identification must be 8 decimal digits, got ${JSON.stringify(spec.identification)}`);
+    throw new MbusError(
+      "BAD_FIELD",
+      `identification must be 8 decimal digits, got ${JSON.stringify(spec.identification)}`,
+    );
   }
   const out = new Uint8Array(LONG_HEADER_BYTES);
   out.set(encodeIdentification(spec.identification), 0);
@@ -443,7 +462,11 @@ export function encodeLongHeader(spec: LongHeaderSpec): Uint8Array {
 export function encodeSecondaryAddress(address: SecondaryAddress): Uint8Array {
   const out = new Uint8Array(SELECTION_BYTES);
   out.set(encodeIdentification(address.identification), 0);
-  if (!Number.isInteger(address.manufacturerCode) || address.manufacturerCode < 0 || address.manufacturerCode > 0xffff) {
+  if (
+    !Number.isInteger(address.manufacturerCode) ||
+    address.manufacturerCode < 0 ||
+    address.manufacturerCode > 0xffff
+  ) {
     throw new MbusError("BAD_FIELD", `manufacturer code must be 0..0xFFFF, got ${address.manufacturerCode}`);
   }
   out[4] = address.manufacturerCode & 0xff;
@@ -475,7 +498,9 @@ export function encodeVariableData(spec: VariableDataSpec): { ci: number; data: 
   for (const record of spec.records) parts.push(encodeRecord(record));
   for (let i = 0; i < (spec.idleFillers ?? 0); i += 1) parts.push(Uint8Array.of(DIF_IDLE_FILLER));
   if (spec.moreRecordsFollow === true || spec.manufacturerData !== undefined) {
-    parts.push(Uint8Array.of(spec.moreRecordsFollow === true ? DIF_MORE_RECORDS_FOLLOW : DIF_MANUFACTURER_DATA));
+    parts.push(
+      Uint8Array.of(spec.moreRecordsFollow === true ? DIF_MORE_RECORDS_FOLLOW : DIF_MANUFACTURER_DATA),
+    );
     if (spec.manufacturerData !== undefined) parts.push(spec.manufacturerData);
   }
   const length = parts.reduce((sum, part) => sum + part.length, 0);

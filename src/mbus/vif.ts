@@ -116,9 +116,15 @@ const U = {
   none: { raw: "", unit: "", si: ONE },
 } satisfies Record<string, UnitDef>;
 
-type Partial_ = Pick<ValueInfo, "quantity" | "description" | "exponent" | "kind"> & { u: UnitDef };
+type VifEntry = Pick<ValueInfo, "quantity" | "description" | "exponent" | "kind"> & { u: UnitDef };
 
-function entry(quantity: string, description: string, u: UnitDef, exponent = 0, kind: ValueKind = "number"): Partial_ {
+function entry(
+  quantity: string,
+  description: string,
+  u: UnitDef,
+  exponent = 0,
+  kind: ValueKind = "number",
+): VifEntry {
   return { quantity, description, u, exponent, kind };
 }
 
@@ -126,7 +132,7 @@ const DURATION_NN = [U.s, U.min, U.h, U.d] as const;
 const DURATION_PP = [U.h, U.d, U.month, U.year] as const;
 
 // EN 13757-3 Table 10: primary VIF codes (E bit removed).
-function primaryVif(code: number): Partial_ | null {
+function primaryVif(code: number): VifEntry | null {
   const nnn = code & 0x07;
   const nn = code & 0x03;
   if (code <= 0x07) return entry("energy", "energy", U.Wh, nnn - 3);
@@ -147,7 +153,8 @@ function primaryVif(code: number): Partial_ | null {
   if (code <= 0x67) return entry("external_temperature", "external temperature", U.degC, nn - 3);
   if (code <= 0x6b) return entry("pressure", "pressure", U.bar, nn - 3);
   if (code === 0x6c) return entry("time_point", "time point (date, type G)", U.none, 0, "date");
-  if (code === 0x6d) return entry("time_point", "time point (date and time, type F/I/J)", U.none, 0, "date_time");
+  if (code === 0x6d)
+    return entry("time_point", "time point (date and time, type F/I/J)", U.none, 0, "date_time");
   if (code === 0x6e) return entry("hca_units", "units for heat cost allocator (dimensionless)", U.none);
   if (code === 0x6f) return null;
   if (code <= 0x73) return entry("averaging_duration", "averaging duration", DURATION_NN[nn]!);
@@ -159,7 +166,7 @@ function primaryVif(code: number): Partial_ | null {
 }
 
 // EN 13757-3 main VIFE code extension table, reached through VIF 0xFD.
-function fdVif(code: number): Partial_ | null {
+function fdVif(code: number): VifEntry | null {
   const nn = code & 0x03;
   const c = (quantity: string, description: string) => entry(quantity, description, U.none, 0, "code");
   if (code <= 0x03) return entry("credit", "credit", U.currency, nn - 3);
@@ -285,12 +292,13 @@ function fdVif(code: number): Partial_ | null {
   if (code >= 0x68 && code <= 0x6b) {
     return entry("duration_since_cumulation", "duration since last cumulation", DURATION_PP[nn]!);
   }
-  if (code >= 0x6c && code <= 0x6f) return entry("battery_operating_time", "operating time battery", DURATION_PP[nn]!);
+  if (code >= 0x6c && code <= 0x6f)
+    return entry("battery_operating_time", "operating time battery", DURATION_PP[nn]!);
   return null;
 }
 
 // EN 13757-3 alternate extended VIF-code table, reached through VIF 0xFB.
-function fbVif(code: number): Partial_ | null {
+function fbVif(code: number): VifEntry | null {
   const n = code & 0x01;
   const nn = code & 0x03;
   const nnn = code & 0x07;
@@ -320,33 +328,36 @@ function fbVif(code: number): Partial_ | null {
   if (code >= 0x60 && code <= 0x63) {
     return entry("temperature_difference", "temperature difference", U.degFDiff, nn - 3);
   }
-  if (code >= 0x64 && code <= 0x67) return entry("external_temperature", "external temperature", U.degF, nn - 3);
-  if (code >= 0x70 && code <= 0x73) return entry("temperature_limit", "cold / warm temperature limit", U.degF, nn - 3);
-  if (code >= 0x74 && code <= 0x77) return entry("temperature_limit", "cold / warm temperature limit", U.degC, nn - 3);
+  if (code >= 0x64 && code <= 0x67)
+    return entry("external_temperature", "external temperature", U.degF, nn - 3);
+  if (code >= 0x70 && code <= 0x73)
+    return entry("temperature_limit", "cold / warm temperature limit", U.degF, nn - 3);
+  if (code >= 0x74 && code <= 0x77)
+    return entry("temperature_limit", "cold / warm temperature limit", U.degC, nn - 3);
   if (code >= 0x78) return entry("cumulative_max_power", "cumulative count max power", U.W, nnn - 3);
   return null;
 }
 
 // EN 13757-3 combinable (orthogonal) VIFE codes E00x xxxx: record error codes sent by the slave.
 const VIFE_ERRORS: Readonly<Record<number, string>> = {
-  0x00: "none",
-  0x01: "too many DIFEs",
-  0x02: "storage number not implemented",
-  0x03: "unit number not implemented",
-  0x04: "tariff number not implemented",
-  0x05: "function not implemented",
-  0x06: "data class not implemented",
-  0x07: "data size not implemented",
-  0x0b: "too many VIFEs",
-  0x0c: "illegal VIF-group",
-  0x0d: "illegal VIF-exponent",
-  0x0e: "VIF/DIF mismatch",
-  0x0f: "unimplemented action",
-  0x15: "no data available (undefined value)",
-  0x16: "data overflow",
-  0x17: "data underflow",
-  0x18: "data error",
-  0x1c: "premature end of record",
+  0: "none",
+  1: "too many DIFEs",
+  2: "storage number not implemented",
+  3: "unit number not implemented",
+  4: "tariff number not implemented",
+  5: "function not implemented",
+  6: "data class not implemented",
+  7: "data size not implemented",
+  11: "too many VIFEs",
+  12: "illegal VIF-group",
+  13: "illegal VIF-exponent",
+  14: "VIF/DIF mismatch",
+  15: "unimplemented action",
+  21: "no data available (undefined value)",
+  22: "data overflow",
+  23: "data underflow",
+  24: "data error",
+  28: "premature end of record",
 };
 
 const PER_TIME = [
@@ -361,19 +372,19 @@ const PER_TIME = [
 ] as const;
 
 const PER_UNIT: Readonly<Record<number, string>> = {
-  0x2c: "/l",
-  0x2d: "/m3",
-  0x2e: "/kg",
-  0x2f: "/K",
-  0x30: "/kWh",
-  0x31: "/GJ",
-  0x32: "/kW",
-  0x33: "/(K·l)",
-  0x34: "/V",
-  0x35: "/A",
-  0x36: "·s",
-  0x37: "·s/V",
-  0x38: "·s/A",
+  44: "/l",
+  45: "/m3",
+  46: "/kg",
+  47: "/K",
+  48: "/kWh",
+  49: "/GJ",
+  50: "/kW",
+  51: "/(K·l)",
+  52: "/V",
+  53: "/A",
+  54: "·s",
+  55: "·s/V",
+  56: "·s/A",
 };
 
 /** Applies one combinable VIFE (E bit removed). Returns true when the following VIFEs are manufacturer specific. */
@@ -471,7 +482,7 @@ function applyCombinable(info: ValueInfo, code: number): boolean {
   return false;
 }
 
-function fromEntry(table: ValueInfo["table"], e: Partial_ | null, code: number): ValueInfo {
+function fromEntry(table: ValueInfo["table"], e: VifEntry | null, code: number): ValueInfo {
   if (e === null) {
     return {
       table,
@@ -556,7 +567,11 @@ export function decodeVib(bytes: Uint8Array, offset: number, where: string): Dec
   } else if (vifCode === VIF_ANY) {
     info = fromEntry("any", entry("any", "any VIF (readout selection)", U.none, 0, "code"), vifCode);
   } else if (vifCode === VIF_MANUFACTURER) {
-    info = fromEntry("manufacturer", entry("manufacturer_specific", "manufacturer specific", U.none, 0, "code"), vifCode);
+    info = fromEntry(
+      "manufacturer",
+      entry("manufacturer_specific", "manufacturer specific", U.none, 0, "code"),
+      vifCode,
+    );
     info.manufacturerSpecific = true;
     manufacturerTail = true;
   } else {

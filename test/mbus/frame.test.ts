@@ -3,12 +3,14 @@ import { test } from "node:test";
 import fc from "fast-check";
 import {
   C_RSP_UD,
+  countDecode,
   decodeControl,
   decodeFrame,
   encodeFrame,
   frameLength,
   isMbusError,
   MBUS_FRAME_BYTES_MAX,
+  MbusDecodeStats,
   MbusError,
   type MbusFrame,
   parseHex,
@@ -102,11 +104,17 @@ test("frameLength tells a stream reader when a frame is complete", () => {
   assert.equal(frameLength(Uint8Array.of(0x10)), 5);
   assert.equal(frameLength(Uint8Array.of(0x68)), null);
   assert.equal(frameLength(Uint8Array.of(0x68, 0x1f)), 0x1f + 6);
-  assert.throws(() => frameLength(Uint8Array.of(0x42)), (e) => isMbusError(e, "BAD_START"));
+  assert.throws(
+    () => frameLength(Uint8Array.of(0x42)),
+    (e) => isMbusError(e, "BAD_START"),
+  );
 });
 
 test("encoders refuse values outside their fields", () => {
-  assert.throws(() => encodeFrame({ kind: "short", control: 0x100, address: 1 }), (e) => isMbusError(e, "BAD_FIELD"));
+  assert.throws(
+    () => encodeFrame({ kind: "short", control: 0x100, address: 1 }),
+    (e) => isMbusError(e, "BAD_FIELD"),
+  );
   assert.throws(
     () => encodeFrame({ kind: "long", control: 0x08, address: 1, ci: 0x72, data: new Uint8Array(253) }),
     (e) => isMbusError(e, "BAD_FIELD"),
@@ -115,7 +123,13 @@ test("encoders refuse values outside their fields", () => {
     () => encodeFrame({ kind: "long", control: 0x08, address: 1, ci: 0x72, data: new Uint8Array(0) }),
     (e) => isMbusError(e, "BAD_FIELD"),
   );
-  const biggest = encodeFrame({ kind: "long", control: 0x08, address: 1, ci: 0x72, data: new Uint8Array(252) });
+  const biggest = encodeFrame({
+    kind: "long",
+    control: 0x08,
+    address: 1,
+    ci: 0x72,
+    data: new Uint8Array(252),
+  });
   assert.equal(biggest.length, MBUS_FRAME_BYTES_MAX);
 });
 
@@ -166,8 +180,42 @@ test("fuzz: random bytes and mutated frames only ever raise MbusError", () => {
 test("parseHex accepts spaced, plain and 0x-prefixed hex and rejects the rest", () => {
   assert.deepEqual(parseHex("10 40 40 80 16"), parseHex("1040408016"));
   assert.deepEqual(parseHex("0x10,0x40\n0x40:80 16"), parseHex("1040408016"));
-  assert.throws(() => parseHex("10 4 40"), (e) => isMbusError(e, "BAD_HEX"));
-  assert.throws(() => parseHex("zz"), (e) => isMbusError(e, "BAD_HEX"));
-  assert.throws(() => parseHex("   "), (e) => isMbusError(e, "BAD_HEX"));
-  assert.throws(() => parseHex("104"), (e) => isMbusError(e, "BAD_HEX"));
+  assert.throws(
+    () => parseHex("10 4 40"),
+    (e) => isMbusError(e, "BAD_HEX"),
+  );
+  assert.throws(
+    () => parseHex("zz"),
+    (e) => isMbusError(e, "BAD_HEX"),
+  );
+  assert.throws(
+    () => parseHex("   "),
+    (e) => isMbusError(e, "BAD_HEX"),
+  );
+  assert.throws(
+    () => parseHex("104"),
+    (e) => isMbusError(e, "BAD_HEX"),
+  );
+});
+
+test("MbusDecodeStats counts frames per code: frame_crc_fail and port_err_cnt", () => {
+  const stats = new MbusDecodeStats();
+  const inputs = ["10 40 40 80 16", "10 40 40 81 16", "10 40 40 82 16", "10 40 40 80 17", "E5"];
+  for (const hex of inputs) {
+    try {
+      countDecode(stats, () => decodeFrame(parseHex(hex)));
+    } catch (error) {
+      assert.ok(error instanceof MbusError);
+    }
+  }
+  stats.record(new MbusError("BAD_DIF", "reserved DIF"));
+  assert.equal(stats.framesOk, 2);
+  assert.equal(stats.frameCrcFail, 2);
+  assert.equal(stats.portErrCnt, 3);
+  assert.deepEqual(stats.toJSON(), {
+    frames_ok: 2,
+    frame_crc_fail: 2,
+    port_err_cnt: 3,
+    by_code: { BAD_CHECKSUM: 2, BAD_STOP: 1, BAD_DIF: 1 },
+  });
 });

@@ -239,7 +239,10 @@ test("DIF/DIFE: function, storage number, tariff and subunit survive the DIFE ch
   }
   // 11 DIFEs: the standard allows 10.
   const bytes = Uint8Array.of(0x84, ...new Array(10).fill(0x81), 0x01, 0x13, 0, 0, 0, 0);
-  assert.throws(() => decodeRecords(bytes), (e) => isMbusError(e, "BAD_DIF"));
+  assert.throws(
+    () => decodeRecords(bytes),
+    (e) => isMbusError(e, "BAD_DIF"),
+  );
 });
 
 test("BCD of every width, negative BCD and a non-decimal digit", () => {
@@ -284,7 +287,11 @@ test("real32 (type H) is scaled; NaN is flagged", () => {
 });
 
 test("time types G, F, I and J", () => {
-  const g = one({ dataField: "int16", vib: { vif: 0x6c }, value: 0 + readLe(encodeTypeG({ year: 2024, month: 2, day: 29 })) });
+  const g = one({
+    dataField: "int16",
+    vib: { vif: 0x6c },
+    value: 0 + readLe(encodeTypeG({ year: 2024, month: 2, day: 29 })),
+  });
   assert.equal(g.value, "2024-02-29");
   assert.equal(g.dateTime?.type, "G");
   const f = one({
@@ -338,9 +345,15 @@ test("combinable VIFEs: multiplicative factors, per-time, error codes, manufactu
   assert.equal(manufacturerVif.vib.table, "manufacturer");
   // 11 VIFEs: the standard allows 10.
   const tooMany = Uint8Array.of(0x01, 0x93, ...new Array(10).fill(0xf5), 0x75, 0x00);
-  assert.throws(() => decodeRecords(tooMany), (e) => isMbusError(e, "BAD_VIF"));
+  assert.throws(
+    () => decodeRecords(tooMany),
+    (e) => isMbusError(e, "BAD_VIF"),
+  );
   // An extension-table VIF without its extension bit is malformed.
-  assert.throws(() => decodeRecords(parseHex("01 7D 08")), (e) => isMbusError(e, "BAD_VIF"));
+  assert.throws(
+    () => decodeRecords(parseHex("01 7D 08")),
+    (e) => isMbusError(e, "BAD_VIF"),
+  );
 });
 
 test("plain-text VIF and variable-length data (text, BCD, binary, reserved LVAR)", () => {
@@ -356,7 +369,10 @@ test("plain-text VIF and variable-length data (text, BCD, binary, reserved LVAR)
   assert.equal(positiveBcd.rawValue, 1234);
   const negativeBcd = decodeRecords(parseHex("0D 13 D1 34")).records[0]!;
   assert.equal(negativeBcd.rawValue, -34);
-  assert.throws(() => decodeRecords(parseHex("0D 13 F7 00")), (e) => isMbusError(e, "BAD_DATA"));
+  assert.throws(
+    () => decodeRecords(parseHex("0D 13 F7 00")),
+    (e) => isMbusError(e, "BAD_DATA"),
+  );
 });
 
 test("special DIFs: idle filler, manufacturer data, more records follow, reserved and global readout", () => {
@@ -375,10 +391,22 @@ test("special DIFs: idle filler, manufacturer data, more records follow, reserve
   const plain = decodeRecords(parseHex("2F 2F 0F 01 02"));
   assert.equal(plain.moreRecordsFollow, false);
   assert.equal(toHex(plain.manufacturerData!), "0102");
-  assert.throws(() => decodeRecords(parseHex("3F 13")), (e) => isMbusError(e, "BAD_DIF"));
-  assert.throws(() => decodeRecords(parseHex("7F")), (e) => isMbusError(e, "BAD_DIF"));
-  assert.throws(() => decodeRecords(parseHex("04 13 01 02")), (e) => isMbusError(e, "TRUNCATED"));
-  assert.throws(() => decodeRecords(parseHex("04")), (e) => isMbusError(e, "TRUNCATED"));
+  assert.throws(
+    () => decodeRecords(parseHex("3F 13")),
+    (e) => isMbusError(e, "BAD_DIF"),
+  );
+  assert.throws(
+    () => decodeRecords(parseHex("7F")),
+    (e) => isMbusError(e, "BAD_DIF"),
+  );
+  assert.throws(
+    () => decodeRecords(parseHex("04 13 01 02")),
+    (e) => isMbusError(e, "TRUNCATED"),
+  );
+  assert.throws(
+    () => decodeRecords(parseHex("04")),
+    (e) => isMbusError(e, "TRUNCATED"),
+  );
 });
 
 test("short header, no header, mode 2 (MSB first), application error, alarm and unsupported CI", () => {
@@ -402,8 +430,14 @@ test("short header, no header, mode 2 (MSB first), application error, alarm and 
   const error = decodeApplicationLayer(0x70, Uint8Array.of(3));
   assert.deepEqual(error.applicationError, { code: 3, text: "too many records" });
   assert.equal(decodeApplicationLayer(0x71, Uint8Array.of(0x12)).alarm, 0x12);
-  assert.throws(() => decodeApplicationLayer(0x99, new Uint8Array(0)), (e) => isMbusError(e, "UNSUPPORTED_CI"));
-  assert.throws(() => decodeApplicationLayer(0x72, new Uint8Array(11)), (e) => isMbusError(e, "TRUNCATED"));
+  assert.throws(
+    () => decodeApplicationLayer(0x99, new Uint8Array(0)),
+    (e) => isMbusError(e, "UNSUPPORTED_CI"),
+  );
+  assert.throws(
+    () => decodeApplicationLayer(0x72, new Uint8Array(11)),
+    (e) => isMbusError(e, "TRUNCATED"),
+  );
 });
 
 test("fixed data structure with binary counters and kWh units", () => {
@@ -438,11 +472,19 @@ const DIGITS: Record<string, number> = { bcd2: 2, bcd4: 4, bcd6: 6, bcd8: 8, bcd
 const recordArb: fc.Arbitrary<RecordSpec & { value: bigint }> = codingArb.chain((dataField) => {
   const value =
     dataField in WIDTH
-      ? fc.bigInt({ min: -(1n << BigInt(WIDTH[dataField]! * 8 - 1)), max: (1n << BigInt(WIDTH[dataField]! * 8 - 1)) - 1n })
+      ? fc.bigInt({
+          min: -(1n << BigInt(WIDTH[dataField]! * 8 - 1)),
+          max: (1n << BigInt(WIDTH[dataField]! * 8 - 1)) - 1n,
+        })
       : fc.bigInt({ min: 0n, max: 10n ** BigInt(DIGITS[dataField]!) - 1n });
   return fc.record({
     dataField: fc.constant(dataField),
-    function: fc.constantFrom("instantaneous" as const, "maximum" as const, "minimum" as const, "error" as const),
+    function: fc.constantFrom(
+      "instantaneous" as const,
+      "maximum" as const,
+      "minimum" as const,
+      "error" as const,
+    ),
     storageNumber: fc.integer({ min: 0, max: 2 ** 20 }),
     tariff: fc.integer({ min: 0, max: 255 }),
     subunit: fc.integer({ min: 0, max: 15 }),
@@ -455,7 +497,14 @@ test("property: records round-trip through encode and decode", () => {
   fc.assert(
     fc.property(fc.array(recordArb, { minLength: 1, maxLength: 8 }), (specs) => {
       const { ci, data } = encodeVariableData({
-        header: { kind: "long", identification: "00000042", manufacturer: "AMI", version: 1, medium: 2, accessNumber: 1 },
+        header: {
+          kind: "long",
+          identification: "00000042",
+          manufacturer: "AMI",
+          version: 1,
+          medium: 2,
+          accessNumber: 1,
+        },
         records: specs,
       });
       const telegram = decodeApplicationLayer(ci, data);

@@ -94,7 +94,9 @@ function formatRecord(record: MbusDataRecord): string[] {
   const where = `#${record.index}  ${record.function}  storage ${record.storageNumber}  tariff ${record.tariff}  subunit ${record.subunit}`;
   const raw = record.rawValue === null ? "none" : String(record.rawValue);
   const rawUnit = vib.rawUnit === "" ? "" : ` ${vib.rawUnit}`;
-  const rawText = vib.exponent === 0 ? `${raw}${rawUnit}` : `${raw} × 10^${vib.exponent}${rawUnit}`;
+  let rawText = vib.exponent === 0 ? `${raw}${rawUnit}` : `${raw} × 10^${vib.exponent}${rawUnit}`;
+  if (record.manufacturerSpecific)
+    rawText = `${toHex(record.data) || "none"} (manufacturer specific, not scaled)`;
   let value: string;
   if (record.manufacturerSpecific)
     value = `[manufacturer specific] data ${toHex(record.data, " ") || "none"}`;

@@ -30,11 +30,17 @@ export class TcpBridgeTransport implements MbusTransport {
       this.bufferedBytes += data.length;
       this.wake();
     });
-    socket.on("error", (error) => this.fail(new MbusError("TRANSPORT", `bridge socket error: ${error.message}`)));
+    socket.on("error", (error) =>
+      this.fail(new MbusError("TRANSPORT", `bridge socket error: ${error.message}`)),
+    );
     socket.on("close", () => this.fail(new MbusError("TRANSPORT", "bridge closed the connection")));
   }
 
-  static connect(host: string, port: number, timeoutMs = TCP_BRIDGE_CONNECT_TIMEOUT_MS): Promise<TcpBridgeTransport> {
+  static connect(
+    host: string,
+    port: number,
+    timeoutMs = TCP_BRIDGE_CONNECT_TIMEOUT_MS,
+  ): Promise<TcpBridgeTransport> {
     return new Promise((resolve, reject) => {
       const socket = createConnection({ host, port });
       socket.setNoDelay(true);
@@ -121,7 +127,10 @@ export interface SimBridgeServer {
  * Serves a simulated bus behind a TCP socket, as a serial bridge with meters on its bus would: bytes in are
  * cut into frames, each handed to the bus, the answer written back. Garbage bytes are skipped one at a time.
  */
-export function serveSimBus(bus: MbusSimBus, options: { host?: string; port?: number } = {}): Promise<SimBridgeServer> {
+export function serveSimBus(
+  bus: MbusSimBus,
+  options: { host?: string; port?: number } = {},
+): Promise<SimBridgeServer> {
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
     sockets.add(socket);
