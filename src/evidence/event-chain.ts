@@ -42,13 +42,6 @@ export function verifyEventChain(records: readonly EventRecord[], publicKey: Uin
         meterId,
       });
     }
-    if (record.type === "CHAIN_BREAK") {
-      gaps.push({
-        class: "CHAIN_BREAK_LOGGED",
-        message: `the meter sealed a CHAIN_BREAK: ${JSON.stringify(record.snapshot)}`,
-        where: at(record),
-      });
-    }
   }
 
   if (first.seq === 1) {
@@ -87,30 +80,66 @@ export function verifyEventChain(records: readonly EventRecord[], publicKey: Uin
     }
   }
 
+  // Breaks the meter found itself and sealed as CHAIN_BREAK records (snapshot: problem, seq_first, seq_last).
+  const disclosed = records
+    .filter((r) => r.type === "CHAIN_BREAK")
+    .map((r) => ({
+      problem: r.snapshot.problem,
+      first: r.snapshot.seq_first,
+      last: r.snapshot.seq_last,
+      by: r.seq,
+    }))
+    .filter((d) => typeof d.first === "number" && typeof d.last === "number");
+  const disclosedBy = (problem: string, first: number, last: number) =>
+    disclosed.find(
+      (d) => d.problem === problem && (d.first as number) <= first && (d.last as number) >= last,
+    );
+
   for (let i = 1; i < records.length; i++) {
     const previous = records[i - 1]!;
     const record = records[i]!;
     if (record.meterId !== meterId) continue; // reported by the caller that grouped the records
     if (record.seq !== previous.seq + 1) {
-      problems.push({
-        code: record.seq <= previous.seq ? "SEQ_DUPLICATE" : "SEQ_GAP",
-        message: `seq ${record.seq} follows ${previous.seq}: records ${
-          record.seq <= previous.seq
-            ? "replayed or reordered"
-            : `${previous.seq + 1}..${record.seq - 1} deleted`
-        }`,
+      const missingFirst = previous.seq + 1;
+      const missingLast = record.seq - 1;
+      const disclosure =
+        record.seq > previous.seq ? disclosedBy("SEQ_GAP", missingFirst, missingLast) : undefined;
+      if (disclosure === undefined) {
+        problems.push({
+          code: record.seq <= previous.seq ? "SEQ_DUPLICATE" : "SEQ_GAP",
+          message: `seq ${record.seq} follows ${previous.seq}: records ${
+            record.seq <= previous.seq ? "replayed or reordered" : `${missingFirst}..${missingLast} deleted`
+          }`,
+          where: at(record),
+          seq: record.seq,
+          meterId,
+        });
+        continue;
+      }
+      gaps.push({
+        class: "CHAIN_BREAK_LOGGED",
+        message: `seq ${missingFirst}..${missingLast} lost; disclosed by CHAIN_BREAK seq ${disclosure.by}`,
         where: at(record),
-        seq: record.seq,
-        meterId,
       });
-    } else if (!bytesEqual(record.prevDigest, previous.digest)) {
-      problems.push({
-        code: "CHAIN_BREAK",
-        message: `prev_digest ${toHex(record.prevDigest).slice(0, 16)}… does not match seq ${previous.seq} (${toHex(previous.digest).slice(0, 16)}…)`,
-        where: at(record),
-        seq: record.seq,
-        meterId,
-      });
+      continue; // the record links to the lost one: its link cannot be checked, the admission stands for it
+    }
+    if (!bytesEqual(record.prevDigest, previous.digest)) {
+      const disclosure = disclosedBy("CHAIN_BREAK", record.seq, record.seq);
+      if (disclosure === undefined) {
+        problems.push({
+          code: "CHAIN_BREAK",
+          message: `prev_digest ${toHex(record.prevDigest).slice(0, 16)}… does not match seq ${previous.seq} (${toHex(previous.digest).slice(0, 16)}…)`,
+          where: at(record),
+          seq: record.seq,
+          meterId,
+        });
+      } else {
+        gaps.push({
+          class: "CHAIN_BREAK_LOGGED",
+          message: `broken link at seq ${record.seq}; disclosed by CHAIN_BREAK seq ${disclosure.by}`,
+          where: at(record),
+        });
+      }
     }
   }
   return { problems, gaps };

@@ -9,15 +9,18 @@ import type { Rng } from "./random.ts";
 // bit flips on read (seed 003 H2-5 "wear-out ghost errors"). FileNvm keeps the same semantics on a file
 // for the `amiproof meter` runtime.
 
-export const ERASED_BYTE = 0xff;
+export const NVM_ERASED_BYTE = 0xff;
 /** Bound on one device: the model keeps it all in memory (or one file), so keep it sane. */
 export const NVM_SIZE_BYTES_MAX = 256 * 1024 * 1024;
 
-export function checkGeometry(geometry: NvmGeometry): void {
+export function checkNvmGeometry(geometry: NvmGeometry): void {
   const { sizeBytes, pageBytes, sectorBytes } = geometry;
   const positive = (n: number) => Number.isSafeInteger(n) && n > 0;
   if (!positive(sizeBytes) || !positive(pageBytes) || !positive(sectorBytes)) {
-    throw new EvidenceError("NVM_RANGE", `geometry sizes must be positive integers, got ${JSON.stringify(geometry)}`);
+    throw new EvidenceError(
+      "NVM_RANGE",
+      `geometry sizes must be positive integers, got ${JSON.stringify(geometry)}`,
+    );
   }
   if (sectorBytes % pageBytes !== 0 || sizeBytes % sectorBytes !== 0) {
     throw new EvidenceError(
@@ -31,7 +34,7 @@ export function checkGeometry(geometry: NvmGeometry): void {
 }
 
 /** A region must start and end on sector boundaries: erasing it never touches a neighbour's data. */
-export function checkRegion(geometry: NvmGeometry, region: NvmRegion): void {
+export function checkNvmRegion(geometry: NvmGeometry, region: NvmRegion): void {
   const { offset, length } = region;
   if (
     !Number.isSafeInteger(offset) ||
@@ -160,9 +163,9 @@ export class MemoryNvm implements NvmDevice {
   private flips = 0;
 
   constructor(geometry: NvmGeometry, options: MemoryNvmOptions = {}) {
-    checkGeometry(geometry);
+    checkNvmGeometry(geometry);
     this.geometry = { ...geometry };
-    this.cells = new Uint8Array(geometry.sizeBytes).fill(ERASED_BYTE);
+    this.cells = new Uint8Array(geometry.sizeBytes).fill(NVM_ERASED_BYTE);
     this.counters = new WearCounters(geometry);
     this.rng = options.rng;
     this.readBitFlipRate = 0;
@@ -271,7 +274,7 @@ export class MemoryNvm implements NvmDevice {
       const rng = this.rng!;
       const progress = rng.nextFloat();
       for (let i = 0; i < sector.length; i++) {
-        if (rng.nextFloat() < progress) sector[i] = ERASED_BYTE;
+        if (rng.nextFloat() < progress) sector[i] = NVM_ERASED_BYTE;
         else if (rng.chance(0.5)) sector[i] = sector[i]! | (rng.nextU32() & 0xff);
       }
       this.counters.sectorErases[sectorIndex]!++;
@@ -279,7 +282,7 @@ export class MemoryNvm implements NvmDevice {
       throw new EvidenceError("POWER_LOST", "power cut while erasing", `sector ${sectorIndex}`);
     }
     if (this.opsUntilCut !== null) this.opsUntilCut--;
-    sector.fill(ERASED_BYTE);
+    sector.fill(NVM_ERASED_BYTE);
     this.counters.sectorErases[sectorIndex]!++;
   }
 
@@ -353,7 +356,7 @@ export class FileNvm implements NvmDevice {
 
   /** Opens the device file, creating it erased (all 0xFF) when missing; refuses a file of another size. */
   static open(path: string, geometry: NvmGeometry): FileNvm {
-    checkGeometry(geometry);
+    checkNvmGeometry(geometry);
     // shell: FileNvm is the file-backed device the meter runtime injects; the ring log never sees the file.
     let fd: number;
     try {
@@ -367,7 +370,7 @@ export class FileNvm implements NvmDevice {
     try {
       const size = fstatSync(fd).size;
       if (size === 0) {
-        const erased = new Uint8Array(geometry.sectorBytes).fill(ERASED_BYTE);
+        const erased = new Uint8Array(geometry.sectorBytes).fill(NVM_ERASED_BYTE);
         for (let at = 0; at < geometry.sizeBytes; at += geometry.sectorBytes) device.writeAt(at, erased);
         fdatasyncSync(fd);
       } else if (size !== geometry.sizeBytes) {
@@ -400,7 +403,7 @@ export class FileNvm implements NvmDevice {
     checkSector(this.geometry, sectorIndex);
     this.writeAt(
       sectorIndex * this.geometry.sectorBytes,
-      new Uint8Array(this.geometry.sectorBytes).fill(ERASED_BYTE),
+      new Uint8Array(this.geometry.sectorBytes).fill(NVM_ERASED_BYTE),
     );
     this.counters.sectorErases[sectorIndex]!++;
   }

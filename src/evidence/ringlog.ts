@@ -2,7 +2,7 @@ import { bytesEqual, fromHex, toHex } from "./bytes.ts";
 import { SHA256_BYTES } from "./crypto.ts";
 import { EvidenceError } from "./errors.ts";
 import { LOG_WRAP_DROPPED_LAST_DIGEST, LOG_WRAP_DROPPED_SEQ_LAST } from "./event-chain.ts";
-import { checkRegion, ERASED_BYTE } from "./nvm.ts";
+import { checkNvmRegion, NVM_ERASED_BYTE } from "./nvm.ts";
 import type { NvmDevice, NvmRegion } from "./nvm-types.ts";
 import {
   decodeEventRecord,
@@ -22,7 +22,7 @@ import type { SecureElement } from "./secure-element.ts";
 // a ring of fixed-size slots on a NOR region. Each record carries seq, CRC, the previous record's digest
 // and an ECDSA signature (records.ts); the ring adds the atomic commit and the recovery rules.
 //
-// Slot layout (one slot = SLOT_HEADER_BYTES + EVENT_RECORD_BYTES_MAX rounded up to whole pages):
+// Slot layout (one slot = RINGLOG_SLOT_HEADER_BYTES + EVENT_RECORD_BYTES_MAX rounded up to whole pages):
 //   byte 0      commit marker: 0xFF erased, 0x00 committed. Programmed only after the record bytes
 //               are fully written and synced, so "marker set" implies "record complete".
 //   byte 1      void marker: 0xFF live, 0x00 voided. Recovery voids every slot it rejects, so a later
@@ -36,16 +36,18 @@ import type { SecureElement } from "./secure-element.ts";
 // - Spare sector: the sector after the write cursor's sector is kept erased. Before erasing a sector
 //   that still holds retained records, a LOG_WRAP record naming the dropped seq range and the digest of
 //   the last dropped record is sealed, so a verifier of the retained window tells overwrite from deletion.
+//   A sector that is not erased but holds no retained record (torn wrap attempts in a flicker storm, an
+//   erase cut short) is erased before use; nothing it holds is evidence the chain still needs.
 // - Recovery (open) scans every slot, accepts only records with a committed marker, a valid length,
 //   CRC, meter id and signature, rebuilds the chain from genesis or the newest LOG_WRAP, and logs every
 //   break it finds (seq gap, broken link, duplicate seq, tail lost against the secure element's monotonic
 //   counter) as a sealed CHAIN_BREAK record, once. Then it seals a RECOVERY record.
 
-export const SLOT_HEADER_BYTES = 6;
+export const RINGLOG_SLOT_HEADER_BYTES = 6;
 const SLOT_MARKER_AT = 0;
 const SLOT_VOID_AT = 1;
 const SLOT_LENGTH_AT = 2;
-const SLOT_RECORD_AT = SLOT_HEADER_BYTES;
+const SLOT_RECORD_AT = RINGLOG_SLOT_HEADER_BYTES;
 const MARKER_PROGRAMMED = 0x00;
 /** A marker byte with at most this many bits still at 1 is programmed (see the layout note above). */
 const MARKER_ONES_MAX = 4;
@@ -53,9 +55,9 @@ const MARKER_ONES_MAX = 4;
 const NEAR_ERASED_ZERO_BITS_MAX = 2;
 
 /** Reads of one slot before recovery gives up on it: ghost flips are transient, torn data is not. */
-export const SLOT_READ_ATTEMPTS_MAX = 3;
+export const RINGLOG_SLOT_READ_ATTEMPTS_MAX = 3;
 /** CHAIN_BREAK records one recovery seals; further breaks are logged by the following recoveries. */
-export const CHAIN_BREAKS_PER_RECOVERY_MAX = 8;
+export const RINGLOG_CHAIN_BREAKS_PER_RECOVERY_MAX = 8;
 export const RINGLOG_SECTORS_MIN = 2;
 /** A sector must hold a LOG_WRAP and at least one more record. */
 export const RINGLOG_SLOTS_PER_SECTOR_MIN = 2;
@@ -76,8 +78,9 @@ export interface RingLogLayout {
 }
 
 export function ringLogLayout(geometry: NvmDevice["geometry"], region: NvmRegion): RingLogLayout {
-  checkRegion(geometry, region);
-  const slotBytes = Math.ceil((SLOT_HEADER_BYTES + EVENT_RECORD_BYTES_MAX) / geometry.pageBytes) * geometry.pageBytes;
+  checkNvmRegion(geometry, region);
+  const slotBytes =
+    Math.ceil((RINGLOG_SLOT_HEADER_BYTES + EVENT_RECORD_BYTES_MAX) / geometry.pageBytes) * geometry.pageBytes;
   const slotsPerSector = Math.floor(geometry.sectorBytes / slotBytes);
   const sectors = region.length / geometry.sectorBytes;
   if (sectors < RINGLOG_SECTORS_MIN || slotsPerSector < RINGLOG_SLOTS_PER_SECTOR_MIN) {
@@ -87,7 +90,10 @@ export function ringLogLayout(geometry: NvmDevice["geometry"], region: NvmRegion
     );
   }
   if (sectors * slotsPerSector > RINGLOG_SLOTS_MAX) {
-    throw new EvidenceError("NVM_RANGE", `region holds ${sectors * slotsPerSector} slots, at most ${RINGLOG_SLOTS_MAX}`);
+    throw new EvidenceError(
+      "NVM_RANGE",
+      `region holds ${sectors * slotsPerSector} slots, at most ${RINGLOG_SLOTS_MAX}`,
+    );
   }
   return {
     slotBytes,
@@ -160,7 +166,7 @@ export interface RingLogRecoveryReport {
   readonly chainBreaks: readonly RingLogChainBreak[];
   /** Breaks found again that an existing CHAIN_BREAK record already discloses. */
   readonly breaksAlreadyLogged: number;
-  /** Breaks left for the next recovery (over CHAIN_BREAKS_PER_RECOVERY_MAX). */
+  /** Breaks left for the next recovery (over RINGLOG_CHAIN_BREAKS_PER_RECOVERY_MAX). */
   readonly breaksDeferred: number;
   /** Newest retained seq before recovery appended anything (0 for an empty log). */
   readonly headSeqBefore: number;
@@ -176,7 +182,7 @@ export interface RingLogStats {
   readonly sectorsErased: number;
 }
 
-const enum SlotState {
+enum SlotState {
   Erased = 0,
   /** Programmed but holds no retained record (torn, voided, superseded, duplicate, foreign). */
   Used = 1,
@@ -228,7 +234,8 @@ export class AtomicRingLog {
     this.meterId = options.meterId;
     this.se = options.secureElement;
     this.publicKey = options.publicKey ?? options.secureElement.publicKey("event_seal");
-    this.seqCounter = options.seqCounter === undefined ? `event_log_seq/${options.meterId}` : options.seqCounter;
+    this.seqCounter =
+      options.seqCounter === undefined ? `event_log_seq/${options.meterId}` : options.seqCounter;
     this.slotState = new Uint8Array(this.layout.slots);
     this.sectorErased = new Array<boolean>(this.layout.sectors).fill(false);
     this.head = genesisDigest(options.meterId);
@@ -247,7 +254,8 @@ export class AtomicRingLog {
 
   /** What the open() that produced this log found and did. */
   get recovery(): RingLogRecoveryReport {
-    if (this.report === null) throw new EvidenceError("JOURNAL_CLOSED", "the log was not recovered", this.meterId);
+    if (this.report === null)
+      throw new EvidenceError("JOURNAL_CLOSED", "the log was not recovered", this.meterId);
     return this.report;
   }
 
@@ -286,7 +294,11 @@ export class AtomicRingLog {
    */
   append(event: RingLogEvent): EventRecord {
     if (RINGLOG_RESERVED_TYPES.includes(event.type)) {
-      throw new EvidenceError("BAD_FIELD", `${event.type} records are sealed by the ring log itself`, this.meterId);
+      throw new EvidenceError(
+        "BAD_FIELD",
+        `${event.type} records are sealed by the ring log itself`,
+        this.meterId,
+      );
     }
     return this.guarded(() => this.commit(event));
   }
@@ -307,7 +319,9 @@ export class AtomicRingLog {
       // A field error is refused before anything reaches flash; anything else may have left a torn slot.
       if (!(error instanceof EvidenceError && error.code === "BAD_FIELD")) {
         this.failed =
-          error instanceof EvidenceError ? error : new EvidenceError("IO", (error as Error).message, this.meterId);
+          error instanceof EvidenceError
+            ? error
+            : new EvidenceError("IO", (error as Error).message, this.meterId);
       }
       throw error;
     }
@@ -420,10 +434,10 @@ export class AtomicRingLog {
     const { pageBytes } = this.nvm.geometry;
     const base = this.slotOffset(slot);
     const length = record.bytes.length;
-    const body = new Uint8Array(SLOT_HEADER_BYTES - SLOT_LENGTH_AT + length);
+    const body = new Uint8Array(RINGLOG_SLOT_HEADER_BYTES - SLOT_LENGTH_AT + length);
     body[0] = length >>> 8;
     body[1] = length & 0xff;
-    body[2] = ~length >>> 8 & 0xff;
+    body[2] = (~length >>> 8) & 0xff;
     body[3] = ~length & 0xff;
     body.set(record.bytes, SLOT_RECORD_AT - SLOT_LENGTH_AT);
     if (SLOT_RECORD_AT + length > slotBytes) {
@@ -459,7 +473,8 @@ export class AtomicRingLog {
       const anchor = wrapAnchor(record);
       if (anchor !== null) {
         this.dropped = anchor;
-        for (const r of this.retained) if (r.record.seq <= anchor.seq) this.slotState[r.slot] = SlotState.Used;
+        for (const r of this.retained)
+          if (r.record.seq <= anchor.seq) this.slotState[r.slot] = SlotState.Used;
         this.retained = this.retained.filter((r) => r.record.seq > anchor.seq);
       }
     }
@@ -488,7 +503,8 @@ export class AtomicRingLog {
     for (let sector = 0; sector < sectors; sector++) {
       const first = sector * slotsPerSector;
       let erased = this.tailErased(sector, scan);
-      for (let slot = first; slot < first + slotsPerSector && erased; slot++) erased = reads[slot]!.kind === "erased";
+      for (let slot = first; slot < first + slotsPerSector && erased; slot++)
+        erased = reads[slot]!.kind === "erased";
       this.sectorErased[sector] = erased;
     }
 
@@ -500,7 +516,11 @@ export class AtomicRingLog {
     }
     for (const { record } of found) {
       const anchor = record.type === "LOG_WRAP" ? wrapAnchor(record) : null;
-      if (anchor !== null && anchor.seq < record.seq && (this.dropped === null || anchor.seq > this.dropped.seq)) {
+      if (
+        anchor !== null &&
+        anchor.seq < record.seq &&
+        (this.dropped === null || anchor.seq > this.dropped.seq)
+      ) {
         this.dropped = anchor;
       }
     }
@@ -531,10 +551,11 @@ export class AtomicRingLog {
 
     const logged = new Set<string>();
     for (const { record } of this.retained) {
-      if (record.type === "CHAIN_BREAK") logged.add(breakKeyOfRecord(record));
+      const logBreak = parseChainBreakRecord(record);
+      if (logBreak !== null) logged.add(breakKey(logBreak));
     }
     const fresh = breaks.filter((b) => !logged.has(breakKey(b)));
-    const toLog = fresh.slice(0, CHAIN_BREAKS_PER_RECOVERY_MAX);
+    const toLog = fresh.slice(0, RINGLOG_CHAIN_BREAKS_PER_RECOVERY_MAX);
 
     // Make the scan's decisions stick before anything new links to them.
     let markersCompleted = 0;
@@ -608,11 +629,11 @@ export class AtomicRingLog {
   private readSlot(slot: number, scan: { bytes: number; retries: number }): SlotRead {
     const { slotBytes } = this.layout;
     let voided = false;
-    for (let attempt = 0; attempt < SLOT_READ_ATTEMPTS_MAX; attempt++) {
+    for (let attempt = 0; attempt < RINGLOG_SLOT_READ_ATTEMPTS_MAX; attempt++) {
       if (attempt > 0) scan.retries++;
       const bytes = this.nvm.read(this.slotOffset(slot), slotBytes);
       scan.bytes += slotBytes;
-      if (bytes.every((b) => b === ERASED_BYTE)) return { kind: "erased" };
+      if (bytes.every((b) => b === NVM_ERASED_BYTE)) return { kind: "erased" };
       voided = ones(bytes[SLOT_VOID_AT]!) <= MARKER_ONES_MAX;
       const marker = bytes[SLOT_MARKER_AT]!;
       if (voided) break; // sticky: an earlier recovery decided
@@ -641,9 +662,9 @@ export class AtomicRingLog {
     const { sectorTailBytes, slotsPerSector, slotBytes } = this.layout;
     if (sectorTailBytes === 0) return true;
     const at = this.region.offset + sector * this.nvm.geometry.sectorBytes + slotsPerSector * slotBytes;
-    for (let attempt = 0; attempt < SLOT_READ_ATTEMPTS_MAX; attempt++) {
+    for (let attempt = 0; attempt < RINGLOG_SLOT_READ_ATTEMPTS_MAX; attempt++) {
       scan.bytes += sectorTailBytes;
-      if (this.nvm.read(at, sectorTailBytes).every((b) => b === ERASED_BYTE)) return true;
+      if (this.nvm.read(at, sectorTailBytes).every((b) => b === NVM_ERASED_BYTE)) return true;
     }
     return false;
   }
@@ -685,7 +706,7 @@ export class AtomicRingLog {
 
 function zeroBits(bytes: Uint8Array): number {
   let n = 0;
-  for (const b of bytes) if (b !== ERASED_BYTE) n += 8 - ones(b);
+  for (const b of bytes) if (b !== NVM_ERASED_BYTE) n += 8 - ones(b);
   return n;
 }
 
@@ -699,7 +720,8 @@ function ones(byte: number): number {
 function wrapAnchor(record: EventRecord): Anchor | null {
   const seq = record.snapshot[LOG_WRAP_DROPPED_SEQ_LAST];
   const digestHex = record.snapshot[LOG_WRAP_DROPPED_LAST_DIGEST];
-  if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1 || typeof digestHex !== "string") return null;
+  if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1 || typeof digestHex !== "string")
+    return null;
   try {
     const digest = fromHex(digestHex, LOG_WRAP_DROPPED_LAST_DIGEST);
     return digest.length === SHA256_BYTES ? { seq, digest } : null;
@@ -727,7 +749,9 @@ function chooseOnePerSeq(found: readonly Retained[], breaks: RingLogChainBreak[]
     if (group.length > 1) {
       const successors = bySeq.get(seq + 1) ?? [];
       const previous = out.at(-1);
-      const linked = group.filter((g) => successors.some((s) => bytesEqual(s.record.prevDigest, g.record.digest)));
+      const linked = group.filter((g) =>
+        successors.some((s) => bytesEqual(s.record.prevDigest, g.record.digest)),
+      );
       const fromPrevious = group.filter(
         (g) => previous !== undefined && bytesEqual(g.record.prevDigest, previous.record.digest),
       );
@@ -777,11 +801,34 @@ function walkChain(retained: readonly Retained[], anchor: Anchor): RingLogChainB
   return breaks;
 }
 
-function breakKey(b: { problem: string; seqFirst: number; seqLast: number }): string {
-  return `${b.problem}:${b.seqFirst}:${b.seqLast}`;
+/** The break a CHAIN_BREAK record sealed by the ring describes; null for any other record. */
+export function parseChainBreakRecord(record: EventRecord): RingLogChainBreak | null {
+  const s = record.snapshot;
+  const problem = s.problem;
+  if (
+    record.type !== "CHAIN_BREAK" ||
+    (problem !== "SEQ_GAP" && problem !== "CHAIN_BREAK" && problem !== "SEQ_DUPLICATE")
+  ) {
+    return null;
+  }
+  if (typeof s.seq_first !== "number" || typeof s.seq_last !== "number") return null;
+  const digest = (value: unknown): Uint8Array | null => {
+    if (typeof value !== "string" || value.length !== 2 * SHA256_BYTES) return null;
+    try {
+      return fromHex(value, "digest");
+    } catch {
+      return null;
+    }
+  };
+  return {
+    problem,
+    seqFirst: s.seq_first,
+    seqLast: s.seq_last,
+    expectedDigest: digest(s.expected_digest),
+    foundDigest: digest(s.found_digest),
+  };
 }
 
-function breakKeyOfRecord(record: EventRecord): string {
-  const s = record.snapshot;
-  return `${String(s.problem)}:${String(s.seq_first)}:${String(s.seq_last)}`;
+function breakKey(b: { problem: string; seqFirst: number; seqLast: number }): string {
+  return `${b.problem}:${b.seqFirst}:${b.seqLast}`;
 }

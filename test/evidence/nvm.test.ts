@@ -54,8 +54,14 @@ test("a cut after N programmed bytes tears the page write at byte N and powers t
   nvm.program(64, new Uint8Array(8).fill(0x00)); // 8 of 20
   throwsCode(() => nvm.program(128, new Uint8Array(40).fill(0x00)), "POWER_LOST");
   const page = nvm.image().subarray(128, 168);
-  assert.ok(page.subarray(0, 12).every((b) => b === 0x00), "the 12 bytes before the cut landed");
-  assert.ok(page.subarray(13).every((b) => b === 0xff), "nothing after the torn byte landed");
+  assert.ok(
+    page.subarray(0, 12).every((b) => b === 0x00),
+    "the 12 bytes before the cut landed",
+  );
+  assert.ok(
+    page.subarray(13).every((b) => b === 0xff),
+    "nothing after the torn byte landed",
+  );
   assert.equal(nvm.powered, false);
   throwsCode(() => nvm.read(0, 1), "POWER_LOST");
   throwsCode(() => nvm.program(0, Uint8Array.of(0)), "POWER_LOST");
@@ -97,7 +103,10 @@ test("a cut after N operations lands a prefix of a program or leaves an erase ha
     const erased = sector.filter((b) => b === 0xff).length;
     if (erased > 0 && erased < sector.length) sawPartialErase = true;
     assert.equal(nvm.wear().sectorErases[1], 1, "a started erase still wears the sector");
-    assert.ok(nvm.read(2048, 2048).every((b) => b === 0xff), "neighbouring sectors are untouched");
+    assert.ok(
+      nvm.read(2048, 2048).every((b) => b === 0xff),
+      "neighbouring sectors are untouched",
+    );
 
     nvm.armPowerCut({ afterOps: 0 });
     throwsCode(() => nvm.program(2048, new Uint8Array(64).fill(0x00)), "POWER_LOST");
@@ -122,7 +131,10 @@ test("ghost bit flips are transient, seeded, and roughly at the configured rate"
   assert.equal(a.faultStats().readBitFlips, flipped);
   assert.ok(flipped > bits * 0.0007 && flipped < bits * 0.0013, `${flipped} flips in ${bits} bits`);
   a.setReadBitFlipRate(0);
-  assert.ok(a.read(0, GEOMETRY.sizeBytes).every((x) => x === 0xff), "flips never reach the cells");
+  assert.ok(
+    a.read(0, GEOMETRY.sizeBytes).every((x) => x === 0xff),
+    "flips never reach the cells",
+  );
   assert.throws(() => new MemoryNvm(GEOMETRY, { readBitFlipRate: 0.1 }), RangeError);
 });
 
@@ -170,7 +182,11 @@ type Op =
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc
-    .record({ page: fc.nat(63), start: fc.nat(63), data: fc.array(fc.nat(255), { minLength: 1, maxLength: 64 }) })
+    .record({
+      page: fc.nat(63),
+      start: fc.nat(63),
+      data: fc.array(fc.nat(255), { minLength: 1, maxLength: 64 }),
+    })
     .map(({ page, start, data }) => ({
       kind: "program" as const,
       offset: page * 64 + start,

@@ -18,7 +18,10 @@ test("the same seed replays the same stream; different seeds differ", () => {
     Array.from({ length: 64 }, () => c.nextU32()),
     streamA,
   );
-  assert.deepEqual(new SeededRandom("lab/flicker").nextBytes(16), new SeededRandom("lab/flicker").nextBytes(16));
+  assert.deepEqual(
+    new SeededRandom("lab/flicker").nextBytes(16),
+    new SeededRandom("lab/flicker").nextBytes(16),
+  );
   assert.equal(seedFromString("a"), 0xe40c292c); // FNV-1a 32 of "a" (the published test value)
 });
 
@@ -37,7 +40,10 @@ test("fork gives a reproducible stream per label", () => {
   const child = parent.fork("meter-1");
   const again = new SeededRandom(99).fork("meter-1");
   assert.deepEqual(child.nextBytes(32), again.nextBytes(32));
-  assert.notDeepEqual(new SeededRandom(99).fork("meter-2").nextBytes(32), new SeededRandom(99).fork("meter-1").nextBytes(32));
+  assert.notDeepEqual(
+    new SeededRandom(99).fork("meter-2").nextBytes(32),
+    new SeededRandom(99).fork("meter-1").nextBytes(32),
+  );
 });
 
 test("nextInt, intBetween, nextFloat, chance and pick stay in range", () => {

@@ -24,7 +24,13 @@ export const GEOMETRIES: readonly NvmGeometry[] = [
   { sizeBytes: 8 * 1536, pageBytes: 128, sectorBytes: 1536 }, // 2 slots of 640 B per sector
 ];
 
-const USER_TYPES: readonly EventType[] = ["MAG_TAMPER", "COVER_OPEN", "REV_CURRENT", "POWER_DOWN", "TIME_SYNC"];
+const USER_TYPES: readonly EventType[] = [
+  "MAG_TAMPER",
+  "COVER_OPEN",
+  "REV_CURRENT",
+  "POWER_DOWN",
+  "TIME_SYNC",
+];
 /** Appends per power-on before the harness pulls the plug itself (between operations). */
 const APPENDS_PER_CYCLE_MAX = 12;
 const METER_ID = "MTR-CRASH-1";
@@ -100,7 +106,8 @@ export function runPowerCutCampaign(options: CampaignOptions): CampaignResult {
     readBitFlips: 0,
   };
   let nowMs = 1_800_000_000_000;
-  const context = () => `seed ${options.seed}, cut ${result.cutPoints}, geometry ${JSON.stringify(options.geometry)}`;
+  const context = () =>
+    `seed ${options.seed}, cut ${result.cutPoints}, geometry ${JSON.stringify(options.geometry)}`;
 
   const check = (log: AtomicRingLog) => {
     const records = log.records();
@@ -108,12 +115,21 @@ export function runPowerCutCampaign(options: CampaignOptions): CampaignResult {
     const breaks = records.filter((r) => r.type === "CHAIN_BREAK");
     result.chainBreaksLogged = Math.max(result.chainBreaksLogged, breaks.length);
     for (const [i, record] of records.entries()) {
-      assert.ok(se.signed.has(toHex(record.signedBytes)), `accepted a record nobody sealed: seq ${record.seq} (${context()})`);
+      assert.ok(
+        se.signed.has(toHex(record.signedBytes)),
+        `accepted a record nobody sealed: seq ${record.seq} (${context()})`,
+      );
       if (i > 0) {
         const previous = records[i - 1]!;
-        assert.ok(record.seq > previous.seq, `seq ${record.seq} after ${previous.seq}: duplicate or reorder (${context()})`);
+        assert.ok(
+          record.seq > previous.seq,
+          `seq ${record.seq} after ${previous.seq}: duplicate or reorder (${context()})`,
+        );
         if (record.seq !== previous.seq + 1 || toHex(record.prevDigest) !== toHex(previous.digest)) {
-          assert.ok(disclosed(breaks, previous.seq + 1, record.seq), `undisclosed break before seq ${record.seq} (${context()})`);
+          assert.ok(
+            disclosed(breaks, previous.seq + 1, record.seq),
+            `undisclosed break before seq ${record.seq} (${context()})`,
+          );
         }
       }
     }
@@ -136,7 +152,10 @@ export function runPowerCutCampaign(options: CampaignOptions): CampaignResult {
       for (const problem of report.problems) {
         assert.ok(problem.code !== "BAD_SIGNATURE", `accepted a record with a bad signature (${context()})`);
         const seq = problem.seq ?? 0;
-        assert.ok(disclosed(breaks, seq, seq), `${problem.code} at seq ${seq} without a CHAIN_BREAK (${context()})`);
+        assert.ok(
+          disclosed(breaks, seq, seq),
+          `${problem.code} at seq ${seq} without a CHAIN_BREAK (${context()})`,
+        );
       }
     }
     assert.equal(log.recovery.breaksDeferred, 0);
@@ -152,7 +171,14 @@ export function runPowerCutCampaign(options: CampaignOptions): CampaignResult {
     const appends = rng.intBetween(0, APPENDS_PER_CYCLE_MAX);
     try {
       nowMs += 60_000;
-      const log = AtomicRingLog.open({ nvm, region, meterId: METER_ID, secureElement: se, nowMs, timeQuality: "SYNCED" });
+      const log = AtomicRingLog.open({
+        nvm,
+        region,
+        meterId: METER_ID,
+        secureElement: se,
+        nowMs,
+        timeQuality: "SYNCED",
+      });
       result.opens++;
       result.tornSlotsSeen += log.recovery.tornSlots;
       check(log);
@@ -165,7 +191,11 @@ export function runPowerCutCampaign(options: CampaignOptions): CampaignResult {
           startMs: nowMs - rng.nextInt(5000),
           endMs: rng.chance(0.5) ? null : nowMs,
           timeQuality: rng.pick(["RTC_ONLY", "SYNCED", "HOLDOVER"] as const),
-          snapshot: { b_field_mt: rng.nextInt(200), pf_flag: rng.chance(0.5), note: "x".repeat(rng.nextInt(120)) },
+          snapshot: {
+            b_field_mt: rng.nextInt(200),
+            pf_flag: rng.chance(0.5),
+            note: "x".repeat(rng.nextInt(120)),
+          },
         });
         acked.set(record.seq, toHex(record.digest));
         result.acknowledged++;
@@ -181,7 +211,9 @@ export function runPowerCutCampaign(options: CampaignOptions): CampaignResult {
   }
   nvm.disarmPowerCut();
   nowMs += 60_000;
-  check(AtomicRingLog.open({ nvm, region, meterId: METER_ID, secureElement: se, nowMs, timeQuality: "SYNCED" }));
+  check(
+    AtomicRingLog.open({ nvm, region, meterId: METER_ID, secureElement: se, nowMs, timeQuality: "SYNCED" }),
+  );
   // The ring never touches bytes outside its region.
   const image = nvm.image();
   const outside = [...image.subarray(0, region.offset), ...image.subarray(region.offset + region.length)];

@@ -12,7 +12,13 @@ export const COMMIT_LATENCY_SAMPLES_MAX = 4096;
 /** Meters tracked in the per-meter buckets (the concentrator's configured fleet bound). */
 export const METERS_MAX = 10_000;
 
-export type IfaceErrorKind = "timeout" | "frame_crc" | "protocol" | "unreachable" | "bad_reading" | "bad_event";
+export type IfaceErrorKind =
+  | "timeout"
+  | "frame_crc"
+  | "protocol"
+  | "unreachable"
+  | "bad_reading"
+  | "bad_event";
 export const IFACE_ERROR_KINDS: readonly IfaceErrorKind[] = [
   "timeout",
   "frame_crc",
@@ -114,7 +120,6 @@ export class ConcentratorCounters {
     }
     return marker;
   }
-
 }
 
 /** The newest `capacity` samples, overwritten in a ring (no per-sample allocation or shifting). */

@@ -109,7 +109,11 @@ export class TimeKeeper {
 
   /** A reference time arrived (head-end time message, NTP): step or slew, and become SYNCED. */
   onSample(rtcMs: number, referenceMs: number, source: TimeSource): TimeAdjustEvent | null {
-    if (!Number.isSafeInteger(referenceMs) || referenceMs < REFERENCE_MS_MIN || referenceMs > REFERENCE_MS_MAX) {
+    if (
+      !Number.isSafeInteger(referenceMs) ||
+      referenceMs < REFERENCE_MS_MIN ||
+      referenceMs > REFERENCE_MS_MAX
+    ) {
       this.counters.badTimeCount++;
       return null;
     }
@@ -121,12 +125,26 @@ export class TimeKeeper {
       this.correctionMs += offsetMs;
       this.slewRemainingMs = 0;
       this.counters.stepAdjustCount++;
-      event = { atMs: referenceMs, kind: "STEP", offsetMs, magnitudeBucket: magnitudeBucket(offsetMs), reason, source };
+      event = {
+        atMs: referenceMs,
+        kind: "STEP",
+        offsetMs,
+        magnitudeBucket: magnitudeBucket(offsetMs),
+        reason,
+        source,
+      };
     } else if (offsetMs !== 0) {
       // The newest measurement supersedes whatever was still being slewed in.
       this.slewRemainingMs = offsetMs;
       this.counters.slewAdjustCount++;
-      event = { atMs: referenceMs, kind: "SLEW", offsetMs, magnitudeBucket: magnitudeBucket(offsetMs), reason, source };
+      event = {
+        atMs: referenceMs,
+        kind: "SLEW",
+        offsetMs,
+        magnitudeBucket: magnitudeBucket(offsetMs),
+        reason,
+        source,
+      };
     }
     if (event !== null) pushBounded(this.adjustEvents, event);
     if (this.state !== "SYNCED") {
@@ -153,7 +171,11 @@ export class TimeKeeper {
       this.slewRemainingMs -= applied;
       if (Math.abs(this.slewRemainingMs) < 1e-6) this.slewRemainingMs = 0;
     }
-    if (this.state === "SYNCED" && this.lastSyncRtcMs !== null && rtcMs - this.lastSyncRtcMs > TIME_SYNC_LOSS_AFTER_MS) {
+    if (
+      this.state === "SYNCED" &&
+      this.lastSyncRtcMs !== null &&
+      rtcMs - this.lastSyncRtcMs > TIME_SYNC_LOSS_AFTER_MS
+    ) {
       this.counters.syncLostCount++;
       this.counters.holdoverEnterCount++;
       this.holdoverSinceRtcMs = this.lastSyncRtcMs + TIME_SYNC_LOSS_AFTER_MS;
@@ -175,7 +197,12 @@ export class TimeKeeper {
     }
   }
 
-  private transition(from: TimeQuality, to: TimeQuality, reason: TimeTransition["reason"], atMs: number): void {
+  private transition(
+    from: TimeQuality,
+    to: TimeQuality,
+    reason: TimeTransition["reason"],
+    atMs: number,
+  ): void {
     this.state = to;
     pushBounded(this.transitions, { atMs: Math.round(atMs), from, to, reason });
   }

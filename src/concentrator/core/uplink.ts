@@ -153,9 +153,15 @@ export class UplinkMachine {
   }
 
   /** A batch is durable in the outbox: it may go out. Batches arrive in batch_id order. */
-  add(batch: Omit<OutboxBatch, "state" | "sends" | "failures" | "notBeforeMs" | "ackDeadlineMs">, fromRecovery = false): void {
+  add(
+    batch: Omit<OutboxBatch, "state" | "sends" | "failures" | "notBeforeMs" | "ackDeadlineMs">,
+    fromRecovery = false,
+  ): void {
     const last = this.lastBatch;
-    assert.ok(last === undefined || batch.batchId === last.batchId + 1, `batch_id ${batch.batchId} after ${last?.batchId}`);
+    assert.ok(
+      last === undefined || batch.batchId === last.batchId + 1,
+      `batch_id ${batch.batchId} after ${last?.batchId}`,
+    );
     assert.ok(
       last === undefined || batch.commitIdFirst > last.commitIdLast,
       `commit_id ${batch.commitIdFirst} not after ${last?.commitIdLast}`,
@@ -233,7 +239,8 @@ export class UplinkMachine {
   /** Published batches whose ack did not come in time go back in line. */
   checkAckTimeouts(nowMs: number): void {
     for (const batch of this.outbox) {
-      if (batch.state === "PUBLISHED" && nowMs >= batch.ackDeadlineMs) this.backOff(batch, nowMs, "ack_timeout");
+      if (batch.state === "PUBLISHED" && nowMs >= batch.ackDeadlineMs)
+        this.backOff(batch, nowMs, "ack_timeout");
     }
   }
 
@@ -317,7 +324,15 @@ export class UplinkMachine {
     const highest = this.alertHighestQueued.get(meterId) ?? 0;
     if (eventSeq <= highest) return true; // already queued (a re-read while the first is in flight)
     this.alertHighestQueued.set(meterId, eventSeq);
-    this.alerts.push({ meterId, eventSeq, payload, enqueuedMs: nowMs, state: "QUEUED", failures: 0, notBeforeMs: 0 });
+    this.alerts.push({
+      meterId,
+      eventSeq,
+      payload,
+      enqueuedMs: nowMs,
+      state: "QUEUED",
+      failures: 0,
+      notBeforeMs: 0,
+    });
     return true;
   }
 
@@ -352,7 +367,9 @@ export class UplinkMachine {
         lowestWaiting = other.eventSeq;
       }
     }
-    return lowestWaiting === null ? (this.alertHighestQueued.get(alert.meterId) ?? alert.eventSeq) : lowestWaiting - 1;
+    return lowestWaiting === null
+      ? (this.alertHighestQueued.get(alert.meterId) ?? alert.eventSeq)
+      : lowestWaiting - 1;
   }
 
   onAlertPublishFailed(alert: PendingAlert, nowMs: number): void {

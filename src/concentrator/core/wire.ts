@@ -24,7 +24,10 @@ export function timeTopic(dcuId: string): string {
 /** MQTT topic levels must not carry wildcards or separators: a dcu_id is one level. */
 export function checkDcuId(dcuId: string): void {
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(dcuId)) {
-    throw new ConcentratorError("BAD_CONFIG", `dcu id must be 1..64 of [A-Za-z0-9._-], got ${JSON.stringify(dcuId)}`);
+    throw new ConcentratorError(
+      "BAD_CONFIG",
+      `dcu id must be 1..64 of [A-Za-z0-9._-], got ${JSON.stringify(dcuId)}`,
+    );
   }
 }
 
@@ -75,7 +78,11 @@ export function decodeAck(bytes: Uint8Array): AckMessage {
     if (value === undefined) return [];
     if (!Array.isArray(value)) throw new ConcentratorError("BAD_ACK", `${name} must be an array`, "ack");
     if (value.length > ACK_ENTRIES_MAX) {
-      throw new ConcentratorError("BAD_ACK", `${name} has ${value.length} entries, at most ${ACK_ENTRIES_MAX}`, "ack");
+      throw new ConcentratorError(
+        "BAD_ACK",
+        `${name} has ${value.length} entries, at most ${ACK_ENTRIES_MAX}`,
+        "ack",
+      );
     }
     return value;
   };
@@ -84,11 +91,23 @@ export function decodeAck(bytes: Uint8Array): AckMessage {
     const entry = asObject(item, where, "BAD_ACK");
     const ack = {
       batchId: positiveInt(field(entry, "batch_id", where, "BAD_ACK"), `${where}.batch_id`, "BAD_ACK"),
-      commitIdFirst: positiveInt(field(entry, "commit_id_first", where, "BAD_ACK"), `${where}.commit_id_first`, "BAD_ACK"),
-      commitIdLast: positiveInt(field(entry, "commit_id_last", where, "BAD_ACK"), `${where}.commit_id_last`, "BAD_ACK"),
+      commitIdFirst: positiveInt(
+        field(entry, "commit_id_first", where, "BAD_ACK"),
+        `${where}.commit_id_first`,
+        "BAD_ACK",
+      ),
+      commitIdLast: positiveInt(
+        field(entry, "commit_id_last", where, "BAD_ACK"),
+        `${where}.commit_id_last`,
+        "BAD_ACK",
+      ),
     };
     if (ack.commitIdLast < ack.commitIdFirst) {
-      throw new ConcentratorError("BAD_ACK", `commit_id range ${ack.commitIdFirst}..${ack.commitIdLast} is empty`, where);
+      throw new ConcentratorError(
+        "BAD_ACK",
+        `commit_id range ${ack.commitIdFirst}..${ack.commitIdLast} is empty`,
+        where,
+      );
     }
     return ack;
   });
@@ -99,7 +118,10 @@ export function decodeAck(bytes: Uint8Array): AckMessage {
     if (typeof reason !== "string" || reason.length === 0 || reason.length > ACK_REASON_CHARS_MAX) {
       throw new ConcentratorError("BAD_ACK", `reason must be 1..${ACK_REASON_CHARS_MAX} characters`, where);
     }
-    return { batchId: positiveInt(field(entry, "batch_id", where, "BAD_ACK"), `${where}.batch_id`, "BAD_ACK"), reason };
+    return {
+      batchId: positiveInt(field(entry, "batch_id", where, "BAD_ACK"), `${where}.batch_id`, "BAD_ACK"),
+      reason,
+    };
   });
   return { dcuId, accepted, rejected };
 }
@@ -145,7 +167,8 @@ export function decodeAlert(bytes: Uint8Array): AlertMessage {
   const top = parseObject(bytes, ALERT_BYTES_MAX, "alert", "BAD_ALERT");
   const text = (name: string): string => {
     const value = field(top, name, "alert", "BAD_ALERT");
-    if (typeof value !== "string") throw new ConcentratorError("BAD_ALERT", `${name} must be a string`, "alert");
+    if (typeof value !== "string")
+      throw new ConcentratorError("BAD_ALERT", `${name} must be a string`, "alert");
     return value;
   };
   let record: Uint8Array;
@@ -166,7 +189,8 @@ export function decodeAlert(bytes: Uint8Array): AlertMessage {
 type WireCode = "BAD_ACK" | "BAD_TIME" | "BAD_ALERT";
 
 function parseObject(bytes: Uint8Array, max: number, what: string, code: WireCode): Record<string, unknown> {
-  if (bytes.length > max) throw new ConcentratorError(code, `${what} of ${bytes.length} bytes exceeds ${max}`, what);
+  if (bytes.length > max)
+    throw new ConcentratorError(code, `${what} of ${bytes.length} bytes exceeds ${max}`, what);
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
