@@ -2,11 +2,11 @@ import {
   type EventLevel,
   type EventRecord,
   type EventType,
-  sealEventRecord,
   genesisDigest,
   MemorySecureElement,
   type ReadingValue,
   type Snapshot,
+  sealEventRecord,
   sha256,
 } from "../evidence/index.ts";
 import type { RandomSource } from "./core/backoff.ts";
@@ -127,7 +127,7 @@ export class SimMeterFleet implements MeterReader {
     const timestampMs = this.options.anchorMs + meter.phaseMs + (seq - 1) * this.options.readingIntervalMs;
     if (meter.malformed.has(seq)) return { seq, timestampMs, values: [] };
     // Energy strictly increases: a fixed step plus a per-seq wobble smaller than the step.
-    const wobble = hashInt(`${meterId}/${seq}`) % 97;
+    const wobble = mix32(meter.phaseMs ^ Math.imul(seq, 0x9e3779b1)) % 97;
     const values: ReadingValue[] = [
       { obis: OBIS_ACTIVE_ENERGY_IMPORT, value: meter.baseWh + seq * 100 + wobble, scaler: 0, unit: UNIT_WH },
       { obis: OBIS_VOLTAGE_L1, value: 2250 + (wobble % 100), scaler: -1, unit: UNIT_V },
@@ -232,15 +232,12 @@ export class SimMeterFleet implements MeterReader {
   }
 }
 
-function hashInt(text: string): number {
-  const digest = sha256(new TextEncoder().encode(text));
-  return (
-    (((digest[0] as number) << 24) |
-      ((digest[1] as number) << 16) |
-      ((digest[2] as number) << 8) |
-      (digest[3] as number)) >>>
-    0
-  );
+/** A cheap 32-bit integer mix (murmur3 finaliser): readings must be deterministic, not secret. */
+function mix32(x: number): number {
+  let h = x | 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
 /** Meter ids of a simulated fleet: MTR-<dcu>-00001 … */

@@ -1,5 +1,6 @@
+import { concentratorSuite } from "./concentrator.ts";
 import { cryptoSuite } from "./crypto.ts";
 import type { BenchSuite } from "./types.ts";
 
 // Each issue adds its suite here; figure names are part of the command-line contract (DESIGN.md).
-export const BENCH_SUITES: readonly BenchSuite[] = [cryptoSuite];
+export const BENCH_SUITES: readonly BenchSuite[] = [cryptoSuite, concentratorSuite];

@@ -76,6 +76,8 @@ export const METER_OFFLINE_AFTER_ERRORS = 3;
 export const METER_CLOCK_SKEW_MAX_MS = 5 * 60_000;
 /** Retained status (evidence packs) published at this period. */
 export const STATUS_INTERVAL_MS = 60_000;
+/** Failing samples carried in the status (the rest stay in the in-memory evidence log). */
+export const FAILING_SAMPLES_IN_STATUS_MAX = 16;
 /** Event cursors are saved at most this often (alerts are at-least-once; see README). */
 export const STATE_SAVE_INTERVAL_MS = 10_000;
 
@@ -156,7 +158,8 @@ export class Concentrator {
   private committing = false;
   private sealing = false;
   private releasing = false;
-  private flushing = false;
+  /** flush(): seal regardless of age until this commit_id is sealed. */
+  private flushThrough = 0;
   private closed = false;
   private failed: Error | null = null;
   private oldestUnbatchedMs: number | null = null;
@@ -166,6 +169,8 @@ export class Concentrator {
   private lifetime: Record<string, number> = {};
   /** Highest commit_id the seal loop passed, corrupt records included. */
   private skippedThrough = 0;
+  /** Where the next poll scan starts (round-robin over meterOrder). */
+  private pollScanFrom = 0;
   private saveChain: Promise<void> = Promise.resolve();
   private readonly publishing = new Set<Promise<void>>();
 
@@ -451,15 +456,17 @@ export class Concentrator {
 
   /** Seal whatever is committed now, regardless of batch age (shutdown, tests). */
   flush(): void {
-    this.flushing = true;
+    this.flushThrough = this.deps.journal.lastCommitId();
     this.kick();
   }
 
-  /** Resolves when no work and no publish is in flight (tests). */
-  async idle(): Promise<void> {
-    while (this.pending.size + this.publishing.size > 0) {
-      await Promise.allSettled([...this.pending, ...this.publishing]);
-    }
+  /**
+   * Resolves when no work (and, unless told otherwise, no publish) is in flight: tests in virtual time.
+   * A simulated slow link completes publishes only as virtual time passes: pass `publishes: false`.
+   */
+  async idle(publishes = true): Promise<void> {
+    const waiting = () => (publishes ? [...this.pending, ...this.publishing] : [...this.pending]);
+    for (let list = waiting(); list.length > 0; list = waiting()) await Promise.allSettled(list);
   }
 
   /**
@@ -483,8 +490,12 @@ export class Concentrator {
   private startDuePolls(now: number): void {
     if (this.commitQueue.length >= COMMIT_QUEUE_RECORDS_MAX) return;
     const backlog = this.backlogRecords();
-    for (const meter of this.meterOrder) {
+    const count = this.meterOrder.length;
+    // Round-robin from where the last scan stopped, so a concurrency bound never starves the tail.
+    for (let step = 0; step < count; step++) {
       if (this.pollsRunning >= this.pollConcurrencyMax) break;
+      const index = (this.pollScanFrom + step) % count;
+      const meter = this.meterOrder[index] as MeterState;
       if (meter.polling || (meter.nextPollMs > now && !meter.catchUp)) continue;
       if (backlog >= this.backlogHard) {
         // Polling pauses; the meter keeps its profile and the next poll backfills from the cursor.
@@ -497,11 +508,13 @@ export class Concentrator {
       meter.catchUp = false;
       meter.nextPollMs = now + this.pollIntervalMs(backlog);
       this.pollsRunning++;
+      this.pollScanFrom = (index + 1) % count;
       this.track(
         this.poll(meter, now).finally(() => {
           meter.polling = false;
           this.pollsRunning--;
-          if (meter.catchUp) this.tick();
+          // A freed slot goes to the next due meter now, not at the next tick.
+          if (!this.closed) this.startDuePolls(this.deps.clock.nowMs());
         }),
       );
     }
@@ -763,7 +776,7 @@ export class Concentrator {
     if (this.uplink.outboxFull) return false;
     const unbatched = this.unbatchedRecords();
     if (unbatched === 0) return false;
-    if (unbatched >= this.batchRecordsMax || this.flushing) return true;
+    if (unbatched >= this.batchRecordsMax || this.sealedThrough() < this.flushThrough) return true;
     const now = this.deps.clock.nowMs();
     return this.oldestUnbatchedMs !== null && now - this.oldestUnbatchedMs >= this.batchAgeMaxMs;
   }
@@ -811,7 +824,6 @@ export class Concentrator {
       this.lastBatchId = batch.header.batchId;
       this.chainHead = batch.header.batchHash;
       this.oldestUnbatchedMs = this.unbatchedRecords() > 0 ? now : null;
-      if (this.unbatchedRecords() === 0) this.flushing = false;
       this.pump();
     }
   }
@@ -1023,7 +1035,7 @@ export class Concentrator {
         records_committed: c.recordsCommitted,
         write_fail_cnt: c.writeFailCount,
         record_crc_fail_cnt: c.recordCrcFailCount,
-        failing_samples: c.failingSamples.entries.map((s) => ({
+        failing_samples: c.failingSamples.entries.slice(-FAILING_SAMPLES_IN_STATUS_MAX).map((s) => ({
           commit_id: s.commitId,
           hex: s.hex,
           reason: s.reason,
