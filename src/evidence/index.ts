@@ -5,6 +5,8 @@ export * from "./bytes.ts";
 export * from "./crypto.ts";
 export * from "./errors.ts";
 export * from "./event-chain.ts";
+export * from "./journal.ts";
+export * from "./journal-storage.ts";
 export * from "./merkle.ts";
 export * from "./nvm.ts";
 export * from "./nvm-types.ts";

@@ -1,6 +1,7 @@
 import { concentratorSuite } from "./concentrator.ts";
 import { cryptoSuite } from "./crypto.ts";
+import { journalSuite } from "./journal.ts";
 import type { BenchSuite } from "./types.ts";
 
 // Each issue adds its suite here; figure names are part of the command-line contract (DESIGN.md).
-export const BENCH_SUITES: readonly BenchSuite[] = [cryptoSuite, concentratorSuite];
+export const BENCH_SUITES: readonly BenchSuite[] = [cryptoSuite, journalSuite, concentratorSuite];
