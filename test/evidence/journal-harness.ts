@@ -72,7 +72,7 @@ export async function journalCutRun(rng: Rng, rounds: number, stats: CutStats): 
           rng.nextBytes(1 + rng.nextInt(120)),
         );
         const first = journal.nextCommitId();
-        payloads.forEach((p, i) => attempted.set(first + i, p));
+        for (const [i, p] of payloads.entries()) attempted.set(first + i, p);
         pending.push(
           journal.appendMany(payloads).then(
             (result) => {
@@ -80,7 +80,7 @@ export async function journalCutRun(rng: Rng, rounds: number, stats: CutStats): 
                 [result.firstCommitId, result.lastCommitId],
                 [first, first + payloads.length - 1],
               );
-              payloads.forEach((p, i) => acked.set(first + i, p));
+              for (const [i, p] of payloads.entries()) acked.set(first + i, p);
               stats.acked += payloads.length;
             },
             () => {

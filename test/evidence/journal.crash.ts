@@ -67,7 +67,7 @@ test(`Journal keeps every acknowledged record through ${KILLS} SIGKILLs of a rea
   });
   const entries = await journal.readFrom(1, Number.MAX_SAFE_INTEGER);
   const ids = entries.map((e) => e.commitId);
-  ids.forEach((id, i) => assert.equal(id, i + 1, "no gap, no duplicate"));
+  for (const [i, id] of ids.entries()) assert.equal(id, i + 1, "no gap, no duplicate");
   for (const id of acked) {
     assert.ok(id <= journal.lastCommitId(), `acknowledged ${id} lost`);
     assert.equal(new TextDecoder().decode(entries[id - 1]!.payload), `record-${id}`);
