@@ -463,6 +463,15 @@ export class Journal {
       lastCommitId = scan.lastCommitId;
       epoch = scan.epoch;
       if (scan.commitPtr < data.length) {
+        // A torn tail has no intact commit after the tear; damage with committed groups after it is
+        // corruption (bit rot, an edit), and truncating would silently drop committed records.
+        const committedAfter = findCommitFrame(data, scan.commitPtr + 1);
+        if (committedAfter >= 0) {
+          throw new EvidenceError(
+            "JOURNAL_CORRUPT",
+            `segment ${name} is damaged at byte ${scan.commitPtr}, before a committed group at byte ${committedAfter}`,
+          );
+        }
         const laterSegments = this.segments.slice(i + 1);
         for (const later of laterSegments) {
           const laterData = await this.storage.read(later);
@@ -605,6 +614,24 @@ function scanSegment(
     at = next;
   }
   return { commitPtr, lastCommitId: committedId, epoch: currentEpoch, records };
+}
+
+/** Offset of the first intact COMMIT frame at or after `from`, or -1. */
+function findCommitFrame(data: Uint8Array, from: number): number {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  for (
+    let at = data.indexOf(MAGIC, from);
+    at >= 0 && at + COMMIT_FRAME_BYTES <= data.length;
+    at = data.indexOf(MAGIC, at + 1)
+  ) {
+    if (data[at + 1] !== FRAME_COMMIT || view.getUint32(at + 2) !== COMMIT_FRAME_BYTES - 10) continue;
+    if (
+      crc32(data.subarray(at + 1, at + COMMIT_FRAME_BYTES - 4)) ===
+      view.getUint32(at + COMMIT_FRAME_BYTES - 4)
+    )
+      return at;
+  }
+  return -1;
 }
 
 function frame(type: number, body: (w: ByteWriter) => void): Uint8Array {

@@ -37,9 +37,12 @@ export const meterFlicker: Scenario = {
     "flicker storms cut meter NVM writes mid-record; acknowledged events survive, breaks are sealed",
   source: "seed 002 H2-11 case 2; seed 003 H2-11 Power",
   defaultMeters: 20,
-  safeguards: ["ack_after_commit", "chain_check"],
+  safeguards: ["ack_after_commit", "chain_check", "seq_counter"],
   run(ctx) {
     const sim = new Simulation(ctx.seed, START_MS);
+    // Mutation: without the secure element's seq counter, a log cut back (or wiped) at its newest end
+    // leaves no trace in the chain itself.
+    const seqCounterOption = ctx.mutations.has("seq_counter") ? { seqCounter: null } : {};
     const meters: MeterUnderTest[] = [];
     for (let i = 0; i < ctx.meters; i++) {
       const id = `MTR-${String(i + 1).padStart(6, "0")}`;
@@ -63,6 +66,7 @@ export const meterFlicker: Scenario = {
           secureElement: meter.se,
           nowMs: sim.nowMs,
           timeQuality: "SYNCED",
+          ...seqCounterOption,
         });
         meter.recoveries++;
       };
@@ -132,6 +136,7 @@ export const meterFlicker: Scenario = {
         secureElement: meter.se,
         nowMs: sim.nowMs,
         timeQuality: "SYNCED",
+        ...seqCounterOption,
       });
       const records = log.records();
       const bySeq = new Map<number, EventRecord>();
@@ -164,7 +169,31 @@ export const meterFlicker: Scenario = {
         if (!found) deletionMissed ??= `${meter.id}: deleting seq ${records[victim]!.seq} went unnoticed`;
       }
     }
+    // Attack: wipe the first meter's whole log sector by sector (a flash erase from outside the firmware).
+    let wipeDetected = false;
+    const victim = meters[0];
+    if (victim !== undefined) {
+      const sectors = GEOMETRY.sizeBytes / GEOMETRY.sectorBytes;
+      for (let sector = 0; sector < sectors; sector++) victim.nvm.eraseSector(sector);
+      const reopened = AtomicRingLog.open({
+        nvm: victim.nvm,
+        region: { offset: 0, length: GEOMETRY.sizeBytes },
+        meterId: victim.id,
+        secureElement: victim.se,
+        nowMs: sim.nowMs,
+        timeQuality: "SYNCED",
+        ...seqCounterOption,
+      });
+      wipeDetected = reopened.records().some((r) => r.type === "CHAIN_BREAK");
+    }
     predicates.push(
+      predicate(
+        "log_wipe_detected",
+        wipeDetected,
+        wipeDetected
+          ? "a wiped log reopens with a sealed CHAIN_BREAK (seq counter ahead of the log)"
+          : "a wiped log reopened as if new",
+      ),
       predicate(
         "no_acknowledged_record_lost",
         lost === null,
