@@ -1,2 +1,9 @@
-// Public API of src/meter. Other folders import only this file.
-export {};
+// Public API of src/meter: the virtual meter and its parts. Only src/cli and src/lab import it.
+export * from "./calibration.ts";
+export * from "./load.ts";
+export * from "./load-profile.ts";
+export * from "./meter.ts";
+export * from "./metrology.ts";
+export * from "./nvm-layout.ts";
+export * from "./rtc.ts";
+export * from "./tamper.ts";

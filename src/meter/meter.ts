@@ -1,0 +1,533 @@
+import {
+  AtomicRingLog,
+  type EventLevel,
+  type EventRecord,
+  type EventType,
+  EvidenceError,
+  MemoryNvm,
+  type NvmDevice,
+  type SecureElement,
+  type Snapshot,
+  type TimeQuality,
+  verifyEventSignature,
+} from "../evidence/index.ts";
+import { type CalibrationSet, CalibrationStore } from "./calibration.ts";
+import { type LoadProfileEntry, LoadProfileRing } from "./load-profile.ts";
+import {
+  EnergyAccumulator,
+  type EnergyRegisters,
+  type Measurement,
+  measurePhasor,
+  type PhasorSample,
+} from "./metrology.ts";
+import {
+  DualCopyRecord,
+  decodeIntegers,
+  encodeIntegers,
+  type MeterNvmLayout,
+  meterNvmLayout,
+} from "./nvm-layout.ts";
+import { DEFAULT_RTC_CONFIG, Rtc, type RtcConfig, type TimeStep } from "./rtc.ts";
+import {
+  DEFAULT_TAMPER_CONFIG,
+  NORMAL_INPUTS,
+  type TamperConfig,
+  type TamperEffect,
+  type TamperInputs,
+  TamperRules,
+  type TamperType,
+} from "./tamper.ts";
+
+// The virtual meter: a deterministic state machine driven by the environment's true time, a load, sensor
+// inputs and power events, holding its truth in an NvmDevice. It never reads a clock of its own.
+
+/** Billing registers persisted at least this often, and at every power-down. */
+export const BILLING_PERSIST_PERIOD_MS = 15 * 60_000;
+/** Load-profile capture period (one entry per 15 minutes, seq-numbered). */
+export const LOAD_PROFILE_PERIOD_MS = 15 * 60_000;
+/** Sealed alerts waiting for comms: beyond it the oldest are left to the log (read back by range). */
+export const ALERT_QUEUE_MAX = 256;
+
+/** seed 002 H2-10: Normal → PF detect → Commit-only → (off) → Resume. */
+export type PowerLevel = "NORMAL" | "PF_DETECT" | "COMMIT_ONLY" | "OFF" | "RESUME";
+
+/** Rail thresholds as a fraction of nominal supply. */
+const PF_DETECT_BELOW = 0.85;
+const COMMIT_ONLY_BELOW = 0.7;
+const OFF_BELOW = 0.5;
+
+const TAMPER_TYPES: readonly TamperType[] = [
+  "MAG_TAMPER",
+  "NEUTRAL_MISS",
+  "REV_CURRENT",
+  "COVER_OPEN",
+  "BYPASS_SUS",
+  "INJECT_SUS",
+  "TILT",
+];
+
+/** seed 002 H2-9: comms evidence counters. */
+export interface CommsEvidence {
+  retry_count: number;
+  fail_code: number;
+  rssi: number;
+  snr: number;
+  rail_min: number;
+  tx_I_peak: number;
+}
+
+export interface MeterOptions {
+  readonly id: string;
+  readonly secureElement: SecureElement;
+  readonly nvm?: NvmDevice;
+  readonly layout?: MeterNvmLayout;
+  readonly tamper?: TamperConfig;
+  readonly rtc?: RtcConfig;
+  /** Meter time at first power-up of a factory-fresh meter (the factory sets the clock). */
+  readonly factoryTimeMs?: number;
+  /** Skip the secure element's seq counter of the event log (the lab's big fleets); default on. */
+  readonly logSeqCounter?: boolean;
+}
+
+export interface MeterStatus {
+  readonly id: string;
+  readonly powerLevel: PowerLevel;
+  readonly meterTimeMs: number;
+  readonly timeQuality: TimeQuality;
+  readonly registers: EnergyRegisters;
+  readonly lastMeasurement: Measurement | null;
+  readonly tamper: TamperType[];
+  readonly eventSeq: number;
+  readonly alertsQueued: number;
+  readonly commsUp: boolean;
+}
+
+export class Meter {
+  readonly id: string;
+  readonly nvm: NvmDevice;
+  readonly layout: MeterNvmLayout;
+  readonly tamper: TamperRules;
+  readonly calibration: CalibrationStore;
+  private readonly se: SecureElement;
+  private readonly rtcConfig: RtcConfig;
+  private readonly billing: DualCopyRecord;
+  private readonly anchor: DualCopyRecord;
+  private readonly profile: LoadProfileRing;
+  private readonly useSeqCounter: boolean;
+  private log!: AtomicRingLog;
+  private rtc!: Rtc;
+  private energy!: EnergyAccumulator;
+  private level: PowerLevel = "OFF";
+  private lastStepTrueMs = 0;
+  private lastBillingPersistMs = 0;
+  private nextProfileMs = 0;
+  private measurement: Measurement | null = null;
+  private readonly alertQueue: EventRecord[] = [];
+  private readonly pendingEvidence: TamperEffect[] = [];
+  private commsUp = true;
+  readonly comms: CommsEvidence = {
+    retry_count: 0,
+    fail_code: 0,
+    rssi: -70,
+    snr: 20,
+    rail_min: 1,
+    tx_I_peak: 0,
+  };
+  readonly timeSteps: TimeStep[] = [];
+
+  private constructor(options: MeterOptions) {
+    this.id = options.id;
+    this.se = options.secureElement;
+    this.layout = options.layout ?? meterNvmLayout();
+    this.nvm = options.nvm ?? new MemoryNvm(this.layout.geometry);
+    this.tamper = new TamperRules(options.tamper ?? DEFAULT_TAMPER_CONFIG);
+    this.rtcConfig = options.rtc ?? DEFAULT_RTC_CONFIG;
+    this.billing = new DualCopyRecord(this.nvm, this.layout.billing);
+    this.anchor = new DualCopyRecord(this.nvm, this.layout.clockAnchor);
+    this.calibration = new CalibrationStore(this.nvm, this.layout.calibration, this.se);
+    this.profile = new LoadProfileRing(this.nvm, this.layout.loadProfile);
+    this.useSeqCounter = options.logSeqCounter ?? true;
+  }
+
+  /** Powers a meter up for the first time (or from a stored NVM image) at true time `trueNowMs`. */
+  static open(options: MeterOptions, trueNowMs: number): Meter {
+    const meter = new Meter(options);
+    const anchor = meter.readAnchor();
+    meter.rtc = new Rtc(
+      meter.rtcConfig,
+      trueNowMs,
+      anchor?.floorMs ?? options.factoryTimeMs ?? trueNowMs,
+      "RTC_ONLY",
+    );
+    meter.rtc.powerDown(trueNowMs);
+    meter.boot(trueNowMs, anchor);
+    return meter;
+  }
+
+  // ───────────────────────────── reads ─────────────────────────────
+
+  get powerLevel(): PowerLevel {
+    return this.level;
+  }
+
+  get registers(): EnergyRegisters {
+    return { ...this.energy.registers };
+  }
+
+  exactImportWh(): number {
+    return this.energy.exactWh(0);
+  }
+
+  meterTimeMs(trueNowMs: number): number {
+    return this.rtc.now(trueNowMs);
+  }
+
+  get timeQuality(): TimeQuality {
+    return this.rtc.quality;
+  }
+
+  eventLog(): EventRecord[] {
+    return this.log.records();
+  }
+
+  eventsFrom(seq: number): EventRecord[] {
+    return this.log.readFrom(seq);
+  }
+
+  get eventPublicKey(): Uint8Array {
+    return this.log.publicKey;
+  }
+
+  loadProfile(): LoadProfileEntry[] {
+    return this.profile.entries();
+  }
+
+  status(trueNowMs: number): MeterStatus {
+    return {
+      id: this.id,
+      powerLevel: this.level,
+      meterTimeMs: this.level === "OFF" ? 0 : this.rtc.now(trueNowMs),
+      timeQuality: this.rtc.quality,
+      registers: this.registers,
+      lastMeasurement: this.measurement,
+      tamper: this.tamper.active(),
+      eventSeq: this.level === "OFF" ? 0 : this.log.lastSeq,
+      alertsQueued: this.alertQueue.length,
+      commsUp: this.commsUp,
+    };
+  }
+
+  // ───────────────────────────── inputs ─────────────────────────────
+
+  /**
+   * Interval mode: the load `sample` was drawn from the last step until `trueNowMs`; sensors say
+   * `sensors` now. Accumulates energy, captures the load profile, evaluates the tamper rules.
+   */
+  step(trueNowMs: number, sample: PhasorSample, sensors: Partial<TamperInputs> = {}): void {
+    if (this.level === "OFF") return;
+    const dt = trueNowMs - this.lastStepTrueMs;
+    if (dt < 0)
+      throw new EvidenceError(
+        "BAD_FIELD",
+        `true time went backwards (${trueNowMs} < ${this.lastStepTrueMs})`,
+      );
+    const m = this.calibration.apply(measurePhasor(sample));
+    this.measurement = m;
+    this.energy.add(m.activePowerW, m.reactivePowerVar, dt);
+    this.lastStepTrueMs = trueNowMs;
+    const meterNow = this.rtc.now(trueNowMs);
+    const effects = this.tamper.evaluate(meterNow, {
+      ...NORMAL_INPUTS,
+      lineCurrentA: m.iRms,
+      neutralCurrentA: m.iRms,
+      voltageV: m.vRms,
+      activePowerW: m.activePowerW,
+      apparentPowerVa: m.apparentPowerVa,
+      powerFactor: m.powerFactor,
+      frequencyHz: m.frequencyHz,
+      thdPercent: m.thdPercent,
+      ...sensors,
+    });
+    this.applyTamper(effects, meterNow);
+    if (this.level !== "NORMAL") return;
+    while (meterNow >= this.nextProfileMs) {
+      this.profile.append({
+        timestampMs: this.nextProfileMs,
+        importWh: this.energy.registers.importActiveWh,
+        exportWh: this.energy.registers.exportActiveWh,
+        timeQuality: this.rtc.quality,
+      });
+      this.nextProfileMs += LOAD_PROFILE_PERIOD_MS;
+    }
+    if (trueNowMs - this.lastBillingPersistMs >= BILLING_PERSIST_PERIOD_MS) this.persistBilling(trueNowMs);
+  }
+
+  /** A cover switch interrupt. */
+  coverEdge(trueNowMs: number, open: boolean): void {
+    if (this.level === "OFF") return;
+    this.tamper.coverEdge(this.rtc.now(trueNowMs), open);
+  }
+
+  /** The supply rail as a fraction of nominal: drives the brownout levels. */
+  supply(trueNowMs: number, railFraction: number): void {
+    this.comms.rail_min = Math.min(this.comms.rail_min, railFraction);
+    if (this.level === "OFF") {
+      if (railFraction >= PF_DETECT_BELOW) this.resume(trueNowMs);
+      return;
+    }
+    if (railFraction < OFF_BELOW) {
+      if (this.level === "NORMAL" || this.level === "PF_DETECT") this.commitOnly(trueNowMs, railFraction);
+      this.level = "OFF";
+      this.rtc.powerDown(trueNowMs);
+      return;
+    }
+    if (railFraction < COMMIT_ONLY_BELOW) {
+      if (this.level !== "COMMIT_ONLY") this.commitOnly(trueNowMs, railFraction);
+      return;
+    }
+    if (railFraction < PF_DETECT_BELOW) {
+      if (this.level === "NORMAL") this.level = "PF_DETECT"; // freeze TX, prepare the commit
+      return;
+    }
+    if (this.level !== "NORMAL") {
+      this.level = "NORMAL";
+      this.flushPendingEvidence(trueNowMs);
+    }
+  }
+
+  powerFail(trueNowMs: number): void {
+    this.supply(trueNowMs, 0.8);
+    this.supply(trueNowMs, 0.6);
+    this.supply(trueNowMs, 0);
+  }
+
+  powerRestore(trueNowMs: number): void {
+    this.supply(trueNowMs, 1);
+  }
+
+  /** The NVM died under the meter (a cut mid-write): the meter is off until power returns. */
+  crashed(trueNowMs: number): void {
+    this.level = "OFF";
+    this.rtc.powerDown(trueNowMs);
+  }
+
+  /** A time source (concentrator, head-end) gives the true time. */
+  timeSync(trueNowMs: number, sourceMs: number): TimeStep | null {
+    if (this.level === "OFF") return null;
+    const step = this.rtc.sync(trueNowMs, sourceMs);
+    if (step !== null) this.recordTimeStep(step);
+    return step;
+  }
+
+  /** Installs a newer calibration set (older ones are refused) and seals a CAL_UPDATE record. */
+  installCalibration(trueNowMs: number, set: CalibrationSet): EventRecord {
+    const previous = this.calibration.version;
+    this.calibration.install(set);
+    const meterNow = this.rtc.now(trueNowMs);
+    return this.seal("CAL_UPDATE", "MINOR", meterNow, meterNow, meterNow, {
+      from_version: previous,
+      to_version: set.version,
+    });
+  }
+
+  setComms(up: boolean): void {
+    this.commsUp = up;
+  }
+
+  reportComms(evidence: Partial<CommsEvidence>): void {
+    Object.assign(this.comms, evidence);
+  }
+
+  /** Alerts to push now: only with comms up and TX not frozen; the oldest first, original timestamps. */
+  takeAlerts(): EventRecord[] {
+    if (!this.commsUp || this.level !== "NORMAL") return [];
+    return this.alertQueue.splice(0);
+  }
+
+  /** Firmware reports an anti-rollback refusal or a signature failure (seed 002 FW_ROLLBACK, seed 004 0xF2). */
+  reportFirmwareIncident(
+    trueNowMs: number,
+    type: "FW_ROLLBACK" | "SIG_FAIL",
+    snapshot: Snapshot,
+  ): EventRecord | null {
+    if (this.level === "OFF") return null;
+    const meterNow = this.rtc.now(trueNowMs);
+    const record = this.seal(type, "CRITICAL", meterNow, meterNow, meterNow, {
+      ...snapshot,
+      ...(type === "SIG_FAIL" ? { error_code: "0xF2" } : {}),
+    });
+    this.queueAlert(record);
+    return record;
+  }
+
+  // ───────────────────────────── internals ─────────────────────────────
+
+  private boot(trueNowMs: number, anchor: { floorMs: number; tamper: TamperType[] } | null): void {
+    const saved = decodeIntegers(this.billing.read() ?? new Uint8Array(0), 8);
+    this.energy =
+      saved === null
+        ? new EnergyAccumulator()
+        : new EnergyAccumulator(
+            {
+              importActiveWh: saved[0]!,
+              exportActiveWh: saved[1]!,
+              importReactiveVarh: saved[2]!,
+              exportReactiveVarh: saved[3]!,
+            },
+            saved.slice(4),
+          );
+    this.calibration.load();
+    const step = this.rtc.powerUp(trueNowMs, anchor?.floorMs ?? 0);
+    const meterNow = this.rtc.now(trueNowMs);
+    // RESUME: scan the log (recovery), verify continuity of its newest record, then restore comms.
+    this.level = "RESUME";
+    this.log = AtomicRingLog.open({
+      nvm: this.nvm,
+      region: this.layout.eventLog,
+      meterId: this.id,
+      secureElement: this.se,
+      nowMs: meterNow,
+      timeQuality: this.rtc.quality,
+      ...(this.useSeqCounter ? {} : { seqCounter: null }),
+    });
+    const newest = this.log.records().at(-1);
+    if (newest !== undefined && !verifyEventSignature(newest, this.log.publicKey)) {
+      throw new EvidenceError("BAD_SIGNATURE", "newest log record does not verify after recovery", this.id);
+    }
+    if (anchor !== null) this.tamper.restoreActive(anchor.tamper, meterNow);
+    this.lastStepTrueMs = trueNowMs;
+    this.lastBillingPersistMs = trueNowMs;
+    const lastProfile = this.profile.entries().at(-1);
+    this.nextProfileMs =
+      lastProfile === undefined
+        ? Math.ceil(meterNow / LOAD_PROFILE_PERIOD_MS) * LOAD_PROFILE_PERIOD_MS
+        : Math.max(
+            lastProfile.timestampMs + LOAD_PROFILE_PERIOD_MS,
+            Math.ceil(meterNow / LOAD_PROFILE_PERIOD_MS) * LOAD_PROFILE_PERIOD_MS,
+          );
+    this.seal("POWER_UP", "INFO", meterNow, meterNow, null, {
+      holdover_exhausted: step !== null,
+      import_wh: this.energy.registers.importActiveWh,
+      cal_version: this.calibration.version,
+    });
+    if (step !== null) this.recordTimeStep(step);
+    this.level = "NORMAL";
+    this.flushPendingEvidence(trueNowMs);
+  }
+
+  private resume(trueNowMs: number): void {
+    try {
+      this.boot(trueNowMs, this.readAnchor());
+    } catch (error) {
+      if (error instanceof EvidenceError && error.code === "POWER_LOST") {
+        this.crashed(trueNowMs);
+        return;
+      }
+      throw error;
+    }
+  }
+
+  private commitOnly(trueNowMs: number, railFraction: number): void {
+    this.level = "COMMIT_ONLY";
+    const meterNow = this.rtc.now(trueNowMs);
+    this.persistBilling(trueNowMs);
+    this.writeAnchor(meterNow);
+    this.seal("POWER_DOWN", "INFO", meterNow, meterNow, null, {
+      rail_min: Math.round(railFraction * 1000) / 1000,
+      import_wh: this.energy.registers.importActiveWh,
+      retry_count: this.comms.retry_count,
+      fail_code: this.comms.fail_code,
+    });
+  }
+
+  private applyTamper(effects: readonly TamperEffect[], meterNow: number): void {
+    for (const effect of effects) {
+      if (this.level === "NORMAL") {
+        this.sealTamper(effect, meterNow);
+      } else {
+        // Power is failing: commit the minimal marker now, the evidence when power allows.
+        this.seal("TAMPER_PENDING", "MAJOR", meterNow, effect.startMs, null, { tamper: effect.tamper });
+        this.pendingEvidence.push(effect);
+      }
+    }
+    if (effects.length > 0) this.writeAnchor(meterNow);
+  }
+
+  private flushPendingEvidence(trueNowMs: number): void {
+    const meterNow = this.rtc.now(trueNowMs);
+    for (const effect of this.pendingEvidence.splice(0)) this.sealTamper(effect, meterNow);
+  }
+
+  private sealTamper(effect: TamperEffect, meterNow: number): void {
+    const record = this.seal(
+      effect.type,
+      effect.level,
+      meterNow,
+      effect.startMs,
+      effect.endMs,
+      effect.snapshot,
+    );
+    if (effect.type !== "TAMPER_CLEARED") this.queueAlert(record);
+  }
+
+  private queueAlert(record: EventRecord): void {
+    if (this.alertQueue.length >= ALERT_QUEUE_MAX) this.alertQueue.shift();
+    this.alertQueue.push(record);
+  }
+
+  private recordTimeStep(step: TimeStep): void {
+    this.timeSteps.push(step);
+    this.seal("TIME_STEP", "MINOR", step.toMs, step.fromMs, step.toMs, {
+      cause: step.cause,
+      from_ms: step.fromMs,
+      to_ms: step.toMs,
+    });
+    this.writeAnchor(step.toMs);
+  }
+
+  private seal(
+    type: EventType,
+    level: EventLevel,
+    timestampMs: number,
+    startMs: number,
+    endMs: number | null,
+    snapshot: Snapshot,
+  ): EventRecord {
+    return this.log.append({
+      type,
+      level,
+      timestampMs,
+      startMs: Math.min(startMs, timestampMs),
+      endMs: endMs === null ? null : Math.max(endMs, Math.min(startMs, timestampMs)),
+      timeQuality: this.rtc.quality,
+      snapshot,
+    });
+  }
+
+  private persistBilling(trueNowMs: number): void {
+    const r = this.energy.registers;
+    this.billing.write(
+      encodeIntegers([
+        r.importActiveWh,
+        r.exportActiveWh,
+        r.importReactiveVarh,
+        r.exportReactiveVarh,
+        ...this.energy.carried,
+      ]),
+    );
+    this.lastBillingPersistMs = trueNowMs;
+  }
+
+  private readAnchor(): { floorMs: number; tamper: TamperType[] } | null {
+    const values = decodeIntegers(this.anchor.read() ?? new Uint8Array(0), 2);
+    if (values === null) return null;
+    const mask = values[1]!;
+    return { floorMs: values[0]!, tamper: TAMPER_TYPES.filter((_, i) => (mask & (1 << i)) !== 0) };
+  }
+
+  private writeAnchor(meterNow: number): void {
+    const active = this.tamper.active();
+    const mask = TAMPER_TYPES.reduce((m, type, i) => (active.includes(type) ? m | (1 << i) : m), 0);
+    this.anchor.write(encodeIntegers([meterNow, mask]));
+  }
+}
