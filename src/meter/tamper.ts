@@ -325,13 +325,15 @@ export class TamperRules {
   evaluate(nowMs: number, x: TamperInputs): TamperEffect[] {
     const c = this.config;
     const effects: TamperEffect[] = [];
+    // Snapshots are built only at a transition: evaluate() runs every sample and must not allocate.
     const emit = (
       tamper: TamperType,
       transition: "start" | "end" | null,
       gate: Gate | null,
-      snapshot: Snapshot,
+      snap: () => Snapshot,
     ) => {
       if (transition === null) return;
+      const snapshot = snap();
       const startMs = gate?.activeSinceMs ?? nowMs;
       if (transition === "start") {
         this.counters.detections++;
@@ -367,36 +369,41 @@ export class TamperRules {
       magOn && (x.pfAnomaly || this.mag.active),
       x.fieldMilliTesla,
     );
-    emit("MAG_TAMPER", magTransition, this.mag, {
+    emit("MAG_TAMPER", magTransition, this.mag, () => ({
       field_mt_peak: round2(this.mag.peak),
       pf_anomaly: x.pfAnomaly,
       pf: round2(x.powerFactor),
       ...(magTransition === "end" && magStartMs !== null ? { duration_ms: nowMs - magStartMs } : {}),
-    });
+    }));
 
     const larger = Math.max(x.lineCurrentA, x.neutralCurrentA);
     const enough = larger >= c.currentMinA;
     const lineExcess = enough ? (x.lineCurrentA - x.neutralCurrentA) / larger : 0;
     const neutralExcess = enough ? (x.neutralCurrentA - x.lineCurrentA) / larger : 0;
-    const mismatchSnapshot = { line_a: round2(x.lineCurrentA), neutral_a: round2(x.neutralCurrentA) };
+    const mismatchSnapshot = () => ({ line_a: round2(x.lineCurrentA), neutral_a: round2(x.neutralCurrentA) });
     const neutralOn =
       lineExcess > (this.neutral.active ? c.currentMismatchOffRatio : c.currentMismatchOnRatio);
-    emit("NEUTRAL_MISS", this.neutral.update(nowMs, neutralOn, lineExcess), this.neutral, {
-      ...mismatchSnapshot,
+    emit("NEUTRAL_MISS", this.neutral.update(nowMs, neutralOn, lineExcess), this.neutral, () => ({
+      ...mismatchSnapshot(),
       mismatch_pct: round2(lineExcess * 100),
-    });
+    }));
     const bypassOn =
       neutralExcess > (this.bypass.active ? c.currentMismatchOffRatio : c.currentMismatchOnRatio);
-    emit("BYPASS_SUS", this.bypass.update(nowMs, bypassOn && x.voltageV > 100, neutralExcess), this.bypass, {
-      ...mismatchSnapshot,
-      mismatch_pct: round2(neutralExcess * 100),
-    });
+    emit(
+      "BYPASS_SUS",
+      this.bypass.update(nowMs, bypassOn && x.voltageV > 100, neutralExcess),
+      this.bypass,
+      () => ({
+        ...mismatchSnapshot(),
+        mismatch_pct: round2(neutralExcess * 100),
+      }),
+    );
 
     if (!c.exportAllowed) {
       const reverseOn = x.activePowerW < -(this.reverse.active ? c.reverseOnW / 2 : c.reverseOnW);
-      emit("REV_CURRENT", this.reverse.update(nowMs, reverseOn, -x.activePowerW), this.reverse, {
+      emit("REV_CURRENT", this.reverse.update(nowMs, reverseOn, -x.activePowerW), this.reverse, () => ({
         power_w: Math.round(x.activePowerW),
-      });
+      }));
     }
 
     // Physically impossible combinations: PF beyond 1, P beyond S, frequency off the grid, a "clean" PF
@@ -406,18 +413,18 @@ export class TamperRules {
       Math.abs(x.activePowerW) > x.apparentPowerVa * 1.02 + 1 ||
       (x.voltageV > 100 && (x.frequencyHz < 45 || x.frequencyHz > 65)) ||
       (x.thdPercent > 80 && Math.abs(x.powerFactor) > 0.98);
-    emit("INJECT_SUS", this.inject.update(nowMs, impossible, x.thdPercent), this.inject, {
+    emit("INJECT_SUS", this.inject.update(nowMs, impossible, x.thdPercent), this.inject, () => ({
       pf: round2(x.powerFactor),
       p_w: Math.round(x.activePowerW),
       s_va: Math.round(x.apparentPowerVa),
       freq_hz: round2(x.frequencyHz),
       thd_pct: round2(x.thdPercent),
-    });
+    }));
 
     const tilted = x.tiltDeg >= c.tiltMinDeg && x.tiltDeg <= c.tiltMaxDeg;
-    emit("TILT", this.tilt.update(nowMs, tilted && x.vibrating, x.tiltDeg), this.tilt, {
+    emit("TILT", this.tilt.update(nowMs, tilted && x.vibrating, x.tiltDeg), this.tilt, () => ({
       tilt_deg_peak: round2(this.tilt.peak),
-    });
+    }));
 
     const coverTransition = this.cover.settle(nowMs);
     if (coverTransition !== null && "opened" in coverTransition) {
