@@ -1,7 +1,9 @@
+import { SeededRandom } from "../evidence/index.ts";
 import type { LabReport, Scenario } from "./scenario.ts";
 import { meterFlicker } from "./scenarios/meter-flicker.ts";
+import { tamperFleet } from "./scenarios/tamper-fleet.ts";
 
-export const SCENARIOS: readonly Scenario[] = [meterFlicker];
+export const SCENARIOS: readonly Scenario[] = [meterFlicker, tamperFleet];
 
 export function findScenario(name: string): Scenario | undefined {
   return SCENARIOS.find((s) => s.name === name);
@@ -27,6 +29,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions = {}):
   const outcome = await scenario.run({
     seed,
     meters,
+    rng: new SeededRandom(seed),
     mutations: new Set(options.mutations ?? []),
     progress: options.progress ?? (() => {}),
   });

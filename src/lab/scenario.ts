@@ -1,3 +1,5 @@
+import type { Rng } from "../evidence/index.ts";
+
 // What a scenario is and what it reports: the JSON shape of `amiproof lab run --json` (DESIGN.md).
 
 export interface PredicateResult {
@@ -11,6 +13,8 @@ export type Figures = Record<string, number | string | boolean>;
 
 export interface ScenarioContext {
   readonly seed: number;
+  /** The run's random source: fork it per meter (`rng.fork(id)`) so fleets of any size replay exactly. */
+  readonly rng: Rng;
   readonly meters: number;
   /** Progress of the run in [0, 1], for the CLI's bar. */
   progress(fraction: number, label?: string): void;

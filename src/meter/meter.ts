@@ -265,7 +265,8 @@ export class Meter {
   /** A cover switch interrupt. */
   coverEdge(trueNowMs: number, open: boolean): void {
     if (this.level === "OFF") return;
-    this.tamper.coverEdge(this.rtc.now(trueNowMs), open);
+    const meterNow = this.rtc.now(trueNowMs);
+    this.applyTamper(this.tamper.coverEdge(meterNow, open), meterNow);
   }
 
   /** The supply rail as a fraction of nominal: drives the brownout levels. */

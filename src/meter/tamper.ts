@@ -59,6 +59,8 @@ export interface TamperConfig {
   readonly magOnMilliTesla: number;
   readonly magOffMilliTesla: number;
   readonly magTimeGateMs: number;
+  /** The correlation gate: a magnet claim needs a PF/phase anomaly (seed 002 H2-6). */
+  readonly magRequiresPfAnomaly: boolean;
   /** seed 004: line/neutral differential above 10 %. */
   readonly currentMismatchOnRatio: number;
   readonly currentMismatchOffRatio: number;
@@ -85,6 +87,7 @@ export const DEFAULT_TAMPER_CONFIG: TamperConfig = {
   magOnMilliTesla: 50,
   magOffMilliTesla: 40,
   magTimeGateMs: 2_000,
+  magRequiresPfAnomaly: true,
   currentMismatchOnRatio: 0.1,
   currentMismatchOffRatio: 0.05,
   currentMinA: 0.5,
@@ -312,13 +315,46 @@ export class TamperRules {
     return this.cover.debounceMs;
   }
 
-  /** A cover switch interrupt (GPIO edge). */
+  /**
+   * A cover switch interrupt (GPIO edge): the level held until this edge settles first (it may have
+   * outlasted the debounce), then the new raw level starts its own debounce.
+   */
   coverEdge(nowMs: number, open: boolean): TamperEffect[] {
     this.counters.cover_edge_cnt++;
+    const effects = this.coverEffects(this.cover.settle(nowMs));
     this.cover.edge(nowMs, open);
     if (this.cover.stormActive && !this.wasStorm) this.counters.cover_storm_cnt++;
     this.wasStorm = this.cover.stormActive;
-    return [];
+    return effects;
+  }
+
+  private coverEffects(
+    transition: { opened: number } | { closedAfterMs: number; openedAt: number } | null,
+  ): TamperEffect[] {
+    if (transition === null) return [];
+    if ("opened" in transition) {
+      this.counters.detections++;
+      return [
+        {
+          type: "COVER_OPEN",
+          tamper: "COVER_OPEN",
+          level: "MAJOR",
+          startMs: transition.opened,
+          endMs: null,
+          snapshot: { debounce_ms: this.cover.debounceMs, storm: this.cover.stormActive },
+        },
+      ];
+    }
+    return [
+      {
+        type: "TAMPER_CLEARED",
+        tamper: "COVER_OPEN",
+        level: "INFO",
+        startMs: transition.openedAt,
+        endMs: transition.openedAt + transition.closedAfterMs,
+        snapshot: { tamper: "COVER_OPEN", open_ms: transition.closedAfterMs },
+      },
+    ];
   }
 
   /** One evaluation of every rule at `nowMs` (the meter calls it at its sampling period). */
@@ -366,7 +402,7 @@ export class TamperRules {
     const magStartMs = this.mag.activeSinceMs;
     const magTransition = this.mag.update(
       nowMs,
-      magOn && (x.pfAnomaly || this.mag.active),
+      magOn && (x.pfAnomaly || this.mag.active || !c.magRequiresPfAnomaly),
       x.fieldMilliTesla,
     );
     emit("MAG_TAMPER", magTransition, this.mag, () => ({
@@ -426,27 +462,7 @@ export class TamperRules {
       tilt_deg_peak: round2(this.tilt.peak),
     }));
 
-    const coverTransition = this.cover.settle(nowMs);
-    if (coverTransition !== null && "opened" in coverTransition) {
-      this.counters.detections++;
-      effects.push({
-        type: "COVER_OPEN",
-        tamper: "COVER_OPEN",
-        level: "MAJOR",
-        startMs: coverTransition.opened,
-        endMs: null,
-        snapshot: { debounce_ms: this.cover.debounceMs, storm: this.cover.stormActive },
-      });
-    } else if (coverTransition !== null) {
-      effects.push({
-        type: "TAMPER_CLEARED",
-        tamper: "COVER_OPEN",
-        level: "INFO",
-        startMs: coverTransition.openedAt,
-        endMs: coverTransition.openedAt + coverTransition.closedAfterMs,
-        snapshot: { tamper: "COVER_OPEN", open_ms: coverTransition.closedAfterMs },
-      });
-    }
+    effects.push(...this.coverEffects(this.cover.settle(nowMs)));
     return effects;
   }
 }
