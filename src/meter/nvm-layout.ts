@@ -26,7 +26,10 @@ export interface MeterNvmLayout {
   readonly loadProfile: NvmRegion;
   readonly firmwareBankA: NvmRegion;
   readonly firmwareBankB: NvmRegion;
+  /** Golden images: the application in the first half, the comms stack in the second. Locked. */
   readonly firmwareRecovery: NvmRegion;
+  readonly commsBankA: NvmRegion;
+  readonly commsBankB: NvmRegion;
 }
 
 export interface LayoutOptions {
@@ -53,6 +56,8 @@ export function meterNvmLayout(options: LayoutOptions = {}): MeterNvmLayout {
   const firmwareBankA = take(bankSectors);
   const firmwareBankB = take(bankSectors);
   const firmwareRecovery = take(bankSectors);
+  const commsBankA = take(bankSectors / 2);
+  const commsBankB = take(bankSectors / 2);
   return {
     geometry: { sizeBytes: next * sector, pageBytes: METER_PAGE_BYTES, sectorBytes: sector },
     bootConfig,
@@ -64,6 +69,8 @@ export function meterNvmLayout(options: LayoutOptions = {}): MeterNvmLayout {
     firmwareBankA,
     firmwareBankB,
     firmwareRecovery,
+    commsBankA,
+    commsBankB,
   };
 }
 

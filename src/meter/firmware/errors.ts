@@ -1,0 +1,23 @@
+// One error class for the firmware boundary; codes are seed 000's rollback.log strings where they exist.
+export type FirmwareErrorCode =
+  | "ERROR_CRC_MISMATCH"
+  | "SIGN_AUTH_FAIL"
+  | "WDT_REBOOT_LOOP"
+  | "MEM_ACCESS_VIOLATION"
+  | "VERSION_ROLLBACK_REFUSED"
+  | "COMPONENT_NOT_UPDATABLE"
+  | "HW_TARGET_MISMATCH"
+  | "IMAGE_EXPIRED"
+  | "BAD_IMAGE"
+  | "BAD_STATE"
+  | "NOT_BOOTABLE";
+
+export class FirmwareError extends Error {
+  readonly code: FirmwareErrorCode;
+
+  constructor(code: FirmwareErrorCode, message: string) {
+    super(`${code}: ${message}`);
+    this.name = "FirmwareError";
+    this.code = code;
+  }
+}

@@ -1,0 +1,5 @@
+export * from "./errors.ts";
+export * from "./image.ts";
+export * from "./manager.ts";
+export * from "./pki.ts";
+export * from "./pki-generate.ts";

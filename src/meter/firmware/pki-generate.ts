@@ -1,0 +1,103 @@
+// Certificate generation for `amiproof pki init` and tests (async WebCrypto through @peculiar/x509).
+// Verification on the meter uses node:crypto synchronously (pki.ts).
+// @peculiar/x509 resolves its algorithms through tsyringe, which needs the Reflect metadata polyfill.
+import "reflect-metadata";
+import { webcrypto } from "node:crypto";
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+
+import * as x509 from "@peculiar/x509";
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
+
+export interface IssuedKey {
+  readonly certificatePem: string;
+  readonly certificateDer: Uint8Array;
+  readonly privateKeyPem: string;
+}
+
+export interface TestPki {
+  readonly ca: IssuedKey;
+  readonly firmwareSigner: IssuedKey;
+}
+
+async function keyPair(): Promise<CryptoKeyPair> {
+  return (await webcrypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
+}
+
+async function pkcs8Pem(key: CryptoKey): Promise<string> {
+  const der = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", key));
+  return `-----BEGIN PRIVATE KEY-----\n${der
+    .toString("base64")
+    .replace(/(.{64})/g, "$1\n")
+    .trim()}\n-----END PRIVATE KEY-----\n`;
+}
+
+function issued(cert: x509.X509Certificate, privateKeyPem: string): IssuedKey {
+  return {
+    certificatePem: cert.toString("pem"),
+    certificateDer: new Uint8Array(cert.rawData),
+    privateKeyPem,
+  };
+}
+
+/** A test CA and a firmware-signing certificate it issued, valid between the two instants. */
+export async function generateTestPki(options: {
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly signerNotAfter?: Date;
+  readonly caName?: string;
+}): Promise<TestPki> {
+  const caKeys = await keyPair();
+  const caName = `CN=${options.caName ?? "amiproof test CA"}`;
+  const caCert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: "01",
+    name: caName,
+    notBefore: options.notBefore,
+    notAfter: options.notAfter,
+    signingAlgorithm: ALGORITHM,
+    keys: caKeys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+    ],
+  });
+  const ca = issued(caCert, await pkcs8Pem(caKeys.privateKey));
+  return {
+    ca,
+    firmwareSigner: await issueFirmwareSigner(
+      ca,
+      options.notBefore,
+      options.signerNotAfter ?? options.notAfter,
+      "02",
+    ),
+  };
+}
+
+/** A firmware-signing certificate issued by an existing CA (e.g. a replacement, or an expired one for tests). */
+export async function issueFirmwareSigner(
+  ca: IssuedKey,
+  notBefore: Date,
+  notAfter: Date,
+  serialNumber = "03",
+): Promise<IssuedKey> {
+  const caCert = new x509.X509Certificate(ca.certificatePem);
+  const der = Buffer.from(ca.privateKeyPem.replace(/-----[A-Z ]+-----/g, "").replace(/\s+/g, ""), "base64");
+  const caKey = await webcrypto.subtle.importKey("pkcs8", der, ALGORITHM, false, ["sign"]);
+  const signerKeys = await keyPair();
+  const signerCert = await x509.X509CertificateGenerator.create({
+    serialNumber,
+    subject: "CN=amiproof firmware signing",
+    issuer: caCert.subject,
+    notBefore,
+    notAfter,
+    signingAlgorithm: ALGORITHM,
+    publicKey: signerKeys.publicKey,
+    signingKey: caKey,
+    extensions: [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true)],
+  });
+  return issued(signerCert, await pkcs8Pem(signerKeys.privateKey));
+}
