@@ -19,6 +19,7 @@ program
   .name("amiproof")
   .description("Provable AMI: meters, concentrators and head-end with sealed, reconcilable evidence")
   .version("0.1.0")
+  .enablePositionalOptions() // subcommands own their flags (firmware build --version)
   .showHelpAfterError();
 
 for (const register of [

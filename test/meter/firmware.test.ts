@@ -196,3 +196,14 @@ test("fuzz: the image decoder throws only FirmwareError", () => {
     { numRuns: Number(process.env.AMIPROOF_FUZZ_RUNS ?? 300) },
   );
 });
+
+test("verify before execute: a corrupted running bank is never executed; the bootloader falls back to golden and says why", () => {
+  const rig = factoryRig();
+  rig.nvm.tamper(layout.firmwareBankA.offset + 300, Uint8Array.of(0x00, 0x00));
+  const result = rig.fw.boot();
+  assert.deepEqual(result.app, { slot: "GOLDEN", version: 1_000_000, trial: false });
+  assert.ok(
+    rig.log.records().some((r) => r.type === "FW_ROLLED_BACK" && r.snapshot.reason === "ERROR_CRC_MISMATCH"),
+  );
+  assert.match(rollbackLog(rig.log.records()).join("\n"), /ERROR_CRC_MISMATCH/);
+});

@@ -1,11 +1,47 @@
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Command } from "commander";
-import { notYetAvailable } from "../pending.ts";
+import { generateKeyPem, generateTestPki } from "../../meter/index.ts";
+
+const VALIDITY_YEARS = 5;
 
 export function registerPki(program: Command): void {
-  program
-    .command("pki")
-    .description("keys and certificates")
-    .allowUnknownOption()
-    .allowExcessArguments()
-    .action(() => notYetAvailable("pki", 4));
+  const pki = program.command("pki").description("keys and certificates");
+  pki
+    .command("init")
+    .description("create a test CA, a firmware-signing certificate, and meter and concentrator keys")
+    .argument("<dir>", "output directory (must be empty or absent)")
+    .option("--force", "write into a non-empty directory")
+    .action(async (dir: string, options: { force?: boolean }) => {
+      if (existsSync(dir) && readdirSync(dir).length > 0 && !options.force) {
+        process.stderr.write(`amiproof pki init: ${dir} is not empty (use --force to overwrite)\n`);
+        process.exit(2);
+      }
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const now = new Date();
+      const until = new Date(now.getTime());
+      until.setUTCFullYear(until.getUTCFullYear() + VALIDITY_YEARS);
+      const generated = await generateTestPki({ notBefore: now, notAfter: until });
+      const write = (name: string, content: string, mode = 0o644) =>
+        writeFileSync(join(dir, name), content, { mode });
+      write("ca.crt.pem", generated.ca.certificatePem);
+      write("ca.key.pem", generated.ca.privateKeyPem, 0o600);
+      write("firmware-signing.crt.pem", generated.firmwareSigner.certificatePem);
+      write("firmware-signing.key.pem", generated.firmwareSigner.privateKeyPem, 0o600);
+      for (const role of ["meter", "concentrator"]) {
+        const key = await generateKeyPem();
+        write(`${role}.key.pem`, key.privateKeyPem, 0o600);
+        write(`${role}.pub.pem`, key.publicKeyPem);
+      }
+      process.stdout.write(
+        [
+          `wrote ${dir}:`,
+          "  ca.crt.pem / ca.key.pem                         test CA (trust anchor provisioned in meters)",
+          "  firmware-signing.crt.pem / firmware-signing.key.pem  signs images: amiproof firmware build --key … --cert …",
+          "  meter.key.pem / meter.pub.pem, concentrator.key.pem / concentrator.pub.pem",
+          `  valid ${now.toISOString()} – ${until.toISOString()}; private keys are mode 0600`,
+          "",
+        ].join("\n"),
+      );
+    });
 }

@@ -101,3 +101,16 @@ export async function issueFirmwareSigner(
   });
   return issued(signerCert, await pkcs8Pem(signerKeys.privateKey));
 }
+
+/** A P-256 key pair as PEM (PKCS#8 private, SPKI public), for meters and concentrators. */
+export async function generateKeyPem(): Promise<{ privateKeyPem: string; publicKeyPem: string }> {
+  const keys = await keyPair();
+  const spki = Buffer.from(await webcrypto.subtle.exportKey("spki", keys.publicKey));
+  return {
+    privateKeyPem: await pkcs8Pem(keys.privateKey),
+    publicKeyPem: `-----BEGIN PUBLIC KEY-----\n${spki
+      .toString("base64")
+      .replace(/(.{64})/g, "$1\n")
+      .trim()}\n-----END PUBLIC KEY-----\n`,
+  };
+}
