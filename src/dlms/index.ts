@@ -1,2 +1,6 @@
-// Public API of src/dlms. Other folders import only this file.
-export {};
+// Public API of src/dlms: the DLMS/COSEM wire layer (A-XDR, APDUs, wrapper and HDLC transports).
+export * from "./apdu.ts";
+export * from "./axdr.ts";
+export * from "./decode.ts";
+export * from "./errors.ts";
+export * from "./transport.ts";
