@@ -11,7 +11,10 @@ export type DlmsErrorCode =
   | "BAD_ADDRESS"
   | "BAD_OBIS"
   | "TOO_DEEP"
-  | "UNSUPPORTED";
+  | "UNSUPPORTED"
+  | "DECRYPT_FAILED"
+  | "AUTH_FAILED"
+  | "REPLAYED_INVOCATION_COUNTER";
 
 export class DlmsError extends Error {
   readonly code: DlmsErrorCode;

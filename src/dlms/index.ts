@@ -3,4 +3,5 @@ export * from "./apdu.ts";
 export * from "./axdr.ts";
 export * from "./decode.ts";
 export * from "./errors.ts";
+export * from "./security.ts";
 export * from "./transport.ts";
