@@ -48,9 +48,12 @@ export function protect(
     cipher.setAAD(
       Buffer.concat(encrypted ? [sc, ctx.authenticationKey] : [sc, ctx.authenticationKey, plaintext]),
     );
-  const body = encrypted
-    ? Buffer.concat([cipher.update(plaintext), cipher.final()])
-    : (cipher.final(), Buffer.from(plaintext));
+  let body: Buffer;
+  if (encrypted) body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  else {
+    cipher.final(); // authentication only: the tag covers the AAD, the APDU travels in clear
+    body = Buffer.from(plaintext);
+  }
   const header = Buffer.alloc(5);
   header[0] = securityControl;
   header.writeUInt32BE(invocationCounter >>> 0, 1);
