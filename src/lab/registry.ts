@@ -1,9 +1,10 @@
 import { SeededRandom } from "../evidence/index.ts";
 import type { LabReport, Scenario } from "./scenario.ts";
 import { meterFlicker } from "./scenarios/meter-flicker.ts";
+import { storagePowerCut } from "./scenarios/storage-power-cut.ts";
 import { tamperFleet } from "./scenarios/tamper-fleet.ts";
 
-export const SCENARIOS: readonly Scenario[] = [meterFlicker, tamperFleet];
+export const SCENARIOS: readonly Scenario[] = [meterFlicker, tamperFleet, storagePowerCut];
 
 export function findScenario(name: string): Scenario | undefined {
   return SCENARIOS.find((s) => s.name === name);
