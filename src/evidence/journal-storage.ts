@@ -1,6 +1,7 @@
 import { closeSync, fsyncSync, openSync } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, truncate } from "node:fs/promises";
 import { join } from "node:path";
+import { concatBytes } from "./bytes.ts";
 import { EvidenceError } from "./errors.ts";
 import type { Rng } from "./random.ts";
 
@@ -134,7 +135,7 @@ export class MemoryJournalStorage implements JournalStorage {
     this.check("read");
     const file = this.files.get(name);
     if (file === undefined) throw new EvidenceError("IO", `no file ${name}`);
-    return concat([file.synced, ...file.pending]);
+    return concatBytes(file.synced, ...file.pending);
   }
 
   async append(name: string, data: Uint8Array): Promise<void> {
@@ -157,7 +158,7 @@ export class MemoryJournalStorage implements JournalStorage {
     this.check("datasync");
     const file = this.files.get(name);
     if (file === undefined) return;
-    file.synced = concat([file.synced, ...file.pending]);
+    file.synced = concatBytes(file.synced, ...file.pending);
     file.pending = [];
     this.datasyncs++;
   }
@@ -166,7 +167,7 @@ export class MemoryJournalStorage implements JournalStorage {
     this.check("truncate");
     const file = this.files.get(name);
     if (file === undefined) throw new EvidenceError("IO", `no file ${name}`);
-    file.synced = concat([file.synced, ...file.pending]).slice(0, length);
+    file.synced = concatBytes(file.synced, ...file.pending).slice(0, length);
     file.pending = [];
   }
 
@@ -190,11 +191,11 @@ export class MemoryJournalStorage implements JournalStorage {
   /** Power returns: unsynced bytes are lost except a random prefix, whose last byte may be garbage. */
   powerCut(rng: Rng): void {
     for (const file of this.files.values()) {
-      const pending = concat(file.pending);
+      const pending = concatBytes(...file.pending);
       const kept = pending.length === 0 ? 0 : rng.nextInt(pending.length + 1);
       const survivor = pending.slice(0, kept);
       if (kept > 0 && rng.chance(0.5)) survivor[kept - 1] = rng.nextInt(256);
-      file.synced = concat([file.synced, survivor]);
+      file.synced = concatBytes(file.synced, survivor);
       file.pending = [];
     }
     this.bytesUntilFailure = null;
@@ -211,16 +212,4 @@ export class MemoryJournalStorage implements JournalStorage {
     if (this.dead)
       throw new EvidenceError("POWER_LOST", `storage is down; ${operation} refused until power returns`);
   }
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
