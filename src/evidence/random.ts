@@ -1,5 +1,5 @@
 // A small seeded random source for the deterministic core: the lab, fault injection (power cuts, bit flips)
-// and back-off jitter take an `Rng` instead of calling Math.random(), so every run replays from its seed.
+// and back-off jitter take an `Rng` instead of the global random source, so every run replays from its seed.
 // Generator: xoshiro128** (Blackman & Vigna, 2018), 128-bit state, seeded through splitmix32 so that
 // nearby seeds (1, 2, 3…) still give unrelated streams. Not for keys or nonces: use node:crypto for those.
 
