@@ -14,7 +14,13 @@ export type DlmsErrorCode =
   | "UNSUPPORTED"
   | "DECRYPT_FAILED"
   | "AUTH_FAILED"
-  | "REPLAYED_INVOCATION_COUNTER";
+  | "REPLAYED_INVOCATION_COUNTER"
+  | "ASSOCIATION_REFUSED"
+  | "NOT_ASSOCIATED"
+  | "ACCESS_DENIED"
+  | "OBJECT_UNDEFINED"
+  | "DATA_ACCESS_ERROR"
+  | "TIMEOUT";
 
 export class DlmsError extends Error {
   readonly code: DlmsErrorCode;

@@ -1,7 +1,12 @@
 // Public API of src/dlms: the DLMS/COSEM wire layer (A-XDR, APDUs, wrapper and HDLC transports).
+
+export * from "./acse.ts";
 export * from "./apdu.ts";
 export * from "./axdr.ts";
+export * from "./client.ts";
 export * from "./decode.ts";
 export * from "./errors.ts";
+export * from "./runtime/tcp.ts";
 export * from "./security.ts";
+export * from "./server.ts";
 export * from "./transport.ts";

@@ -1,5 +1,6 @@
 // Public API of src/meter: the virtual meter and its parts. Only src/cli and src/lab import it.
 export * from "./calibration.ts";
+export * from "./cosem.ts";
 export * from "./firmware/index.ts";
 export * from "./load.ts";
 export * from "./load-profile.ts";

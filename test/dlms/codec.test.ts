@@ -215,3 +215,29 @@ test("amiproof dlms decode: JSON with OBIS and named units; malformed input exit
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /BAD_(HCS|FCS)/);
 });
+
+// Source: the Green Book's AARQ of a public client without authentication (LN referencing,
+// conformance 0x007E1F, max PDU 0x04B0): 60 1D A1 09 06 07 60 85 74 05 08 01 01 BE 10 04 0E 01 00 00 00 06 5F 1F 04 00 00 7E 1F 04 B0.
+test("golden AARQ decodes and re-encodes byte for byte; AARE round-trips", async () => {
+  const { decodeAarq, encodeAarq, decodeAare, encodeAare } = await import("../../src/dlms/index.ts");
+  const bytes = parseHex(
+    "60 1D A1 09 06 07 60 85 74 05 08 01 01 BE 10 04 0E 01 00 00 00 06 5F 1F 04 00 00 7E 1F 04 B0",
+  );
+  const aarq = decodeAarq(bytes);
+  assert.deepEqual(
+    [aarq.contextId, aarq.mechanism, aarq.conformance, aarq.maxPduSize],
+    [1, 0, 0x7e1f, 0x4b0],
+  );
+  assert.deepEqual(encodeAarq(aarq), bytes);
+  const aare = {
+    contextId: 1,
+    result: 0,
+    diagnostic: 0,
+    respondingApTitle: null,
+    mechanism: 1,
+    authenticationValue: null,
+    conformance: 0x1e1d,
+    maxPduSize: 512,
+  };
+  assert.deepEqual(decodeAare(encodeAare(aare)), aare);
+});

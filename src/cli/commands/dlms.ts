@@ -1,6 +1,29 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import { captureToJson, DlmsError, decodeCapture, parseHex } from "../../dlms/index.ts";
+import {
+  annotate,
+  captureToJson,
+  connectDlms,
+  DlmsError,
+  decodeCapture,
+  formatObis,
+  type Obis,
+  parseHex,
+  parseObis,
+  type TcpClient,
+} from "../../dlms/index.ts";
+
+/** Interface class from the OBIS code's usual meaning (IEC 62056-6-1 value groups). */
+function guessClass(obis: Obis): number {
+  const name = formatObis(obis);
+  if (name === "0.0.1.0.0.255") return 8;
+  if (name === "0.0.44.0.0.255") return 18;
+  if (name === "0.0.96.3.10.255") return 70;
+  if (obis[2] === 99) return 7;
+  if (obis[0] === 1 && (obis[3] === 8 || obis[3] === 7) && obis[2] !== 0) return 3;
+  return 1;
+}
+
 import { notYetAvailable } from "../pending.ts";
 
 export function registerDlms(program: Command): void {
@@ -23,7 +46,58 @@ export function registerDlms(program: Command): void {
         process.exit(1);
       }
     });
-  for (const name of ["get", "set", "image"]) {
+  dlms
+    .command("get")
+    .description("read an attribute over DLMS/COSEM (TCP wrapper)")
+    .argument("<target>", "HOST:PORT")
+    .argument("<obis>", "OBIS code with optional :ATTR (default attribute 2), e.g. 1.0.1.8.0.255:2")
+    .option("--class <id>", "interface class (guessed from the OBIS code when omitted)")
+    .option("--client <wport>", "client wPort: 16 public (no authentication), 1 management (LLS)", "16")
+    .option("--password <p>", "LLS password for the management client")
+    .option("--json", "print the value as JSON")
+    .action(
+      async (
+        target: string,
+        obisArg: string,
+        o: { class?: string; client: string; password?: string; json?: boolean },
+      ) => {
+        const [host, portText] = target.includes(":")
+          ? [target.slice(0, target.lastIndexOf(":")), target.slice(target.lastIndexOf(":") + 1)]
+          : [target, "4059"];
+        const [obisText, attrText] =
+          obisArg.split(":").length > 1 && !obisArg.includes("-")
+            ? [obisArg.split(":")[0]!, obisArg.split(":")[1]!]
+            : [obisArg, "2"];
+        let connection: TcpClient | null = null;
+        try {
+          const obis = parseObis(obisText);
+          const classId = o.class === undefined ? guessClass(obis) : Number(o.class);
+          connection = await connectDlms(host, Number(portText), Number(o.client));
+          await connection.client.associate(
+            o.password === undefined ? {} : { password: new TextEncoder().encode(o.password) },
+          );
+          const value = await connection.client.get(classId, obis, Number(attrText));
+          await connection.client.release();
+          const json = annotate(value);
+          process.stdout.write(
+            o.json
+              ? `${JSON.stringify(json)}\n`
+              : `${formatObis(obis)} class ${classId} attribute ${attrText}: ${JSON.stringify(json, null, 2)}\n`,
+          );
+        } catch (error) {
+          if (error instanceof DlmsError) {
+            process.stderr.write(`amiproof dlms get: ${error.message}\n`);
+            process.exitCode = 1;
+          } else if ((error as NodeJS.ErrnoException).code !== undefined) {
+            process.stderr.write(`amiproof dlms get: cannot reach ${target}: ${(error as Error).message}\n`);
+            process.exitCode = 1;
+          } else throw error;
+        } finally {
+          connection?.close();
+        }
+      },
+    );
+  for (const name of ["set", "image"]) {
     dlms
       .command(name)
       .description(`${name} over a DLMS/COSEM association (needs the DLMS client, issue 5)`)

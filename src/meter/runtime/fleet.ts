@@ -1,7 +1,9 @@
 // shell: virtual meters in real time — the wall clock, timers, files and signals live here only.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { type ListeningServer, listenDlms } from "../../dlms/index.ts";
 import { FileNvm, FileSecureElement, MemorySecureElement, type SecureElement } from "../../evidence/index.ts";
+import { meterObjectModel } from "../cosem.ts";
 import { HouseholdLoad } from "../load.ts";
 import { Meter } from "../meter.ts";
 import { meterNvmLayout } from "../nvm-layout.ts";
@@ -9,6 +11,10 @@ import { meterNvmLayout } from "../nvm-layout.ts";
 export const METER_STEP_MS = 1000;
 
 export interface FleetOptions {
+  /** Serve each meter's COSEM model over DLMS/TCP on consecutive ports from this one. */
+  readonly listenPort?: number;
+  /** LLS password of the management client (wPort 1). */
+  readonly password?: string;
   readonly baseId: string;
   readonly count: number;
   /** Keep NVM images and secure elements here; in memory when absent. */
@@ -18,7 +24,9 @@ export interface FleetOptions {
 
 export interface RunningFleet {
   readonly meters: readonly Meter[];
-  stop(): void;
+  /** Listening DLMS ports, one per meter (empty without listenPort). */
+  readonly ports: number[];
+  stop(): Promise<void>;
   statusLine(): string;
 }
 
@@ -26,7 +34,9 @@ export function meterIdAt(baseId: string, index: number, count: number): string 
   return count === 1 ? baseId : `${baseId}-${String(index + 1).padStart(4, "0")}`;
 }
 
-export function startFleet(options: FleetOptions): RunningFleet {
+export const DEFAULT_LLS_PASSWORD = "12345678";
+
+export async function startFleet(options: FleetOptions): Promise<RunningFleet> {
   const layout = meterNvmLayout();
   const startMs = Date.now();
   const meters: Meter[] = [];
@@ -60,9 +70,26 @@ export function startFleet(options: FleetOptions): RunningFleet {
       meter.step(now, loads[i]!.at(secondOfDay));
     });
   }, METER_STEP_MS);
+  const servers: ListeningServer[] = [];
+  if (options.listenPort !== undefined) {
+    const password = new TextEncoder().encode(options.password ?? DEFAULT_LLS_PASSWORD);
+    for (const [i, meter] of meters.entries()) {
+      const model = meterObjectModel({ meter, trueNowMs: () => Date.now() });
+      servers.push(
+        await listenDlms(
+          options.listenPort === 0 ? 0 : options.listenPort + i,
+          model,
+          { lowLevelPassword: password },
+          "0.0.0.0",
+        ),
+      );
+    }
+  }
   return {
     meters,
-    stop() {
+    ports: servers.map((s) => s.port),
+    async stop() {
+      for (const server of servers) await server.close();
       clearInterval(timer);
       const now = Date.now();
       for (const meter of meters) meter.powerFail(now); // commit-only: billing and clock anchor persisted

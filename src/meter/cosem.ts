@@ -1,0 +1,215 @@
+import {
+  ACCESS,
+  type AccessLevel,
+  type CosemObjectModel,
+  type Data,
+  dateTimeFromMs,
+  decodeDateTimeBytes,
+  encodeData,
+  formatObis,
+  type Obis,
+} from "../dlms/index.ts";
+import { EVENT_TYPE_CODES } from "../evidence/index.ts";
+import type { Meter } from "./meter.ts";
+
+// The meter's COSEM object model (IEC 62056-6-2 interface classes), served over DLMS. As real meters do,
+// the public client may read the clock, the firmware identifiers and the device ID; everything else
+// needs the management client.
+
+const TAMPER_EVENTS = new Set<string>([
+  "MAG_TAMPER",
+  "NEUTRAL_MISS",
+  "REV_CURRENT",
+  "COVER_OPEN",
+  "BYPASS_SUS",
+  "INJECT_SUS",
+  "TILT",
+  "TAMPER_CLEARED",
+  "TAMPER_PENDING",
+  "FW_ROLLBACK",
+  "SIG_FAIL",
+]);
+/** The OBIS the head-end reads to confirm a firmware (configurable; the standard's identifier by default). */
+export const FIRMWARE_ID_OBIS = "1.0.0.2.0.255";
+
+export interface MeterCosemOptions {
+  readonly meter: Meter;
+  /** True time of the environment, for the meter's own clock. */
+  readonly trueNowMs: () => number;
+  readonly firmwareId?: () => string;
+  readonly firmwareSignature?: () => Uint8Array;
+}
+
+const u32 = (value: number): Data => ({
+  type: "double-long-unsigned",
+  value: Math.max(0, Math.min(0xffff_ffff, Math.round(value))),
+});
+const scalerUnit = (scaler: number, unit: number): Data => ({
+  type: "structure",
+  value: [
+    { type: "integer", value: scaler },
+    { type: "enum", value: unit },
+  ],
+});
+const dateTimeOctets = (ms: number): Data => ({
+  type: "octet-string",
+  value: encodeData({ type: "date-time", value: dateTimeFromMs(ms) }).subarray(1),
+});
+
+function msFromDateTime(data: Data | undefined): number | null {
+  if (data?.type !== "octet-string" || data.value.length !== 12) return null;
+  const dt = decodeDateTimeBytes(data.value);
+  if (dt.year === null || dt.month === null || dt.day === null) return null;
+  return (
+    Date.UTC(dt.year, dt.month - 1, dt.day, dt.hour ?? 0, dt.minute ?? 0, dt.second ?? 0) -
+    (dt.deviation ?? 0) * 60_000
+  );
+}
+
+export function meterObjectModel(options: MeterCosemOptions): CosemObjectModel {
+  const { meter } = options;
+  let connected = true;
+  const publicObjects = new Set([
+    "8/0.0.1.0.0.255",
+    "1/1.0.0.2.0.255",
+    "1/1.0.0.2.8.255",
+    "1/0.0.96.1.0.255",
+  ]);
+  const registers: Record<
+    string,
+    { value: () => number; scaler: number; unit: number; type: "u32" | "i32" | "i16" }
+  > = {
+    "1.0.1.8.0.255": { value: () => meter.registers.importActiveWh, scaler: 0, unit: 30, type: "u32" },
+    "1.0.2.8.0.255": { value: () => meter.registers.exportActiveWh, scaler: 0, unit: 30, type: "u32" },
+    "1.0.3.8.0.255": { value: () => meter.registers.importReactiveVarh, scaler: 0, unit: 32, type: "u32" },
+    "1.0.4.8.0.255": { value: () => meter.registers.exportReactiveVarh, scaler: 0, unit: 32, type: "u32" },
+    "1.0.32.7.0.255": {
+      value: () => (meter.status(options.trueNowMs()).lastMeasurement?.vRms ?? 0) * 10,
+      scaler: -1,
+      unit: 35,
+      type: "u32",
+    },
+    "1.0.31.7.0.255": {
+      value: () => (meter.status(options.trueNowMs()).lastMeasurement?.iRms ?? 0) * 100,
+      scaler: -2,
+      unit: 33,
+      type: "u32",
+    },
+    "1.0.1.7.0.255": {
+      value: () => meter.status(options.trueNowMs()).lastMeasurement?.activePowerW ?? 0,
+      scaler: 0,
+      unit: 27,
+      type: "i32",
+    },
+    "1.0.13.7.0.255": {
+      value: () => (meter.status(options.trueNowMs()).lastMeasurement?.powerFactor ?? 1) * 1000,
+      scaler: -3,
+      unit: 255,
+      type: "i16",
+    },
+  };
+
+  const profileBuffer = (selection: { selector: number; parameters: Data } | null): Data | number => {
+    let entries = meter.loadProfile();
+    if (selection !== null) {
+      const p = selection.parameters;
+      if (selection.selector === 1 && p.type === "structure" && p.value.length >= 3) {
+        const from = msFromDateTime(p.value[1]);
+        const to = msFromDateTime(p.value[2]);
+        if (from === null || to === null) return ACCESS.typeUnmatched;
+        entries = entries.filter((e) => e.timestampMs >= from && e.timestampMs <= to);
+      } else if (selection.selector === 2 && p.type === "structure" && p.value.length >= 2) {
+        const first = p.value[0]!.type === "double-long-unsigned" ? p.value[0]!.value : 1;
+        const last =
+          p.value[1]!.type === "double-long-unsigned" && p.value[1]!.value !== 0
+            ? p.value[1]!.value
+            : entries.length;
+        entries = entries.slice(Math.max(0, first - 1), last);
+      } else return ACCESS.otherReason;
+    }
+    return {
+      type: "array",
+      value: entries.map((e) => ({
+        type: "structure",
+        value: [dateTimeOctets(e.timestampMs), u32(e.importWh), u32(e.exportWh)],
+      })),
+    };
+  };
+
+  const eventBuffer = (fraudOnly: boolean): Data => ({
+    type: "array",
+    value: meter
+      .eventLog()
+      .filter((r) => !fraudOnly || TAMPER_EVENTS.has(r.type))
+      .map((r) => ({
+        type: "structure",
+        value: [
+          dateTimeOctets(r.timestampMs),
+          { type: "long-unsigned", value: EVENT_TYPE_CODES[r.type] },
+          u32(r.seq),
+        ],
+      })),
+  });
+
+  return {
+    get(level: AccessLevel, classId: number, obis: Obis, attributeId: number, selection) {
+      const name = formatObis(obis);
+      if (level === "public" && !publicObjects.has(`${classId}/${name}`)) return ACCESS.readWriteDenied;
+      if (attributeId === 1) return { type: "octet-string", value: Uint8Array.from(obis) };
+      if (classId === 8 && name === "0.0.1.0.0.255" && attributeId === 2)
+        return dateTimeOctets(meter.meterTimeMs(options.trueNowMs()));
+      if (classId === 1 && name === "1.0.0.2.0.255" && attributeId === 2)
+        return { type: "visible-string", value: options.firmwareId?.() ?? "app 1.0.0" };
+      if (classId === 1 && name === "1.0.0.2.8.255" && attributeId === 2)
+        return { type: "octet-string", value: options.firmwareSignature?.() ?? new Uint8Array(32) };
+      if (classId === 1 && name === "0.0.96.1.0.255" && attributeId === 2)
+        return { type: "visible-string", value: meter.id };
+      const register = registers[name];
+      if (classId === 3 && register !== undefined) {
+        if (attributeId === 3) return scalerUnit(register.scaler, register.unit);
+        if (attributeId === 2) {
+          const v = Math.round(register.value());
+          return register.type === "u32"
+            ? u32(v)
+            : register.type === "i32"
+              ? { type: "double-long", value: v }
+              : { type: "long", value: Math.max(-32768, Math.min(32767, v)) };
+        }
+      }
+      if (classId === 7 && name === "1.0.99.1.0.255") {
+        if (attributeId === 2) return profileBuffer(selection);
+        if (attributeId === 7) return u32(meter.loadProfile().length);
+      }
+      if (classId === 7 && (name === "0.0.99.98.0.255" || name === "0.0.99.98.1.255")) {
+        if (attributeId === 2) return eventBuffer(name.endsWith(".1.255"));
+        if (attributeId === 7) {
+          const fraudOnly = name.endsWith(".1.255");
+          return u32(meter.eventLog().filter((r) => !fraudOnly || TAMPER_EVENTS.has(r.type)).length);
+        }
+      }
+      if (classId === 70 && name === "0.0.96.3.10.255") {
+        if (attributeId === 2) return { type: "boolean", value: connected };
+        if (attributeId === 3) return { type: "enum", value: connected ? 1 : 0 };
+      }
+      return ACCESS.objectUndefined;
+    },
+    set(level, classId, obis, attributeId, value) {
+      if (level !== "management") return ACCESS.readWriteDenied;
+      if (classId === 8 && formatObis(obis) === "0.0.1.0.0.255" && attributeId === 2) {
+        const ms = msFromDateTime(value);
+        if (ms === null) return ACCESS.typeUnmatched;
+        meter.timeSync(options.trueNowMs(), ms);
+        return 0;
+      }
+      return ACCESS.readWriteDenied;
+    },
+    action(level, classId, obis, methodId) {
+      if (level !== "management") return { result: ACCESS.readWriteDenied };
+      if (classId === 70 && formatObis(obis) === "0.0.96.3.10.255" && (methodId === 1 || methodId === 2)) {
+        connected = methodId === 2;
+        return { result: 0 };
+      }
+      return { result: ACCESS.objectUndefined };
+    },
+  };
+}
