@@ -1,4 +1,4 @@
-import { DlmsError, DlmsReader } from "./errors.ts";
+import { DlmsError, DlmsReader, encodeLength } from "./errors.ts";
 
 // ACSE APDUs (IEC 62056-5-3 / Green Book §9.3): AARQ, AARE, RLRQ, RLRE in BER, carrying the xDLMS
 // InitiateRequest/InitiateResponse (A-XDR) in user-information. Only the fields DLMS uses are modelled.
@@ -39,6 +39,8 @@ export interface Aarq {
   readonly authenticationValue: Uint8Array | null;
   readonly conformance: number;
   readonly maxPduSize: number;
+  /** glo-initiateRequest content (SC ‖ IC ‖ ciphertext ‖ tag) when the initiate travels ciphered. */
+  readonly cipheredInitiate?: Uint8Array | null;
 }
 
 export interface Aare {
@@ -52,6 +54,8 @@ export interface Aare {
   readonly authenticationValue: Uint8Array | null;
   readonly conformance: number;
   readonly maxPduSize: number;
+  /** glo-initiateResponse content when the initiate travels ciphered. */
+  readonly cipheredInitiate?: Uint8Array | null;
 }
 
 function tlv(tag: number, content: number[]): number[] {
@@ -72,20 +76,9 @@ export function encodeAarq(a: Aarq): Uint8Array {
     fields.push(...tlv(0x8b, [...OID_PREFIX, 0x02, a.mechanism]));
     fields.push(...tlv(0xac, tlv(0x80, [...(a.authenticationValue ?? [])])));
   }
-  const initiate = [
-    0x01,
-    0x00,
-    0x00,
-    0x00,
-    DLMS_VERSION,
-    0x5f,
-    0x1f,
-    0x04,
-    0x00,
-    ...conformanceBytes(a.conformance),
-    (a.maxPduSize >> 8) & 0xff,
-    a.maxPduSize & 0xff,
-  ];
+  const initiate = a.cipheredInitiate
+    ? [GLO_INITIATE_REQUEST, ...encodeLength(a.cipheredInitiate.length), ...a.cipheredInitiate]
+    : [...encodeInitiateRequest(a.conformance, a.maxPduSize)];
   fields.push(...tlv(0xbe, tlv(0x04, initiate)));
   return Uint8Array.from(tlv(0x60, fields));
 }
@@ -102,20 +95,9 @@ export function encodeAare(a: Aare): Uint8Array {
     if (a.authenticationValue !== null) fields.push(...tlv(0xaa, tlv(0x80, [...a.authenticationValue])));
   }
   if (a.result === 0) {
-    const initiate = [
-      0x08,
-      0x00,
-      DLMS_VERSION,
-      0x5f,
-      0x1f,
-      0x04,
-      0x00,
-      ...conformanceBytes(a.conformance),
-      (a.maxPduSize >> 8) & 0xff,
-      a.maxPduSize & 0xff,
-      0x00,
-      0x07,
-    ];
+    const initiate = a.cipheredInitiate
+      ? [GLO_INITIATE_RESPONSE, ...encodeLength(a.cipheredInitiate.length), ...a.cipheredInitiate]
+      : [...encodeInitiateResponse(a.conformance, a.maxPduSize)];
     fields.push(...tlv(0xbe, tlv(0x04, initiate)));
   }
   return Uint8Array.from(tlv(0x61, fields));
@@ -153,6 +135,64 @@ function oidLast(value: Uint8Array | null, what: string): number {
   return value[6]!;
 }
 
+export const GLO_INITIATE_REQUEST = 0x21;
+export const GLO_INITIATE_RESPONSE = 0x28;
+
+export function encodeInitiateRequest(conformance: number, maxPduSize: number): Uint8Array {
+  return Uint8Array.of(
+    0x01,
+    0x00,
+    0x00,
+    0x00,
+    DLMS_VERSION,
+    0x5f,
+    0x1f,
+    0x04,
+    0x00,
+    ...conformanceBytes(conformance),
+    (maxPduSize >> 8) & 0xff,
+    maxPduSize & 0xff,
+  );
+}
+
+export function encodeInitiateResponse(conformance: number, maxPduSize: number): Uint8Array {
+  return Uint8Array.of(
+    0x08,
+    0x00,
+    DLMS_VERSION,
+    0x5f,
+    0x1f,
+    0x04,
+    0x00,
+    ...conformanceBytes(conformance),
+    (maxPduSize >> 8) & 0xff,
+    maxPduSize & 0xff,
+    0x00,
+    0x07,
+  );
+}
+
+export function decodeInitiate(
+  bytes: Uint8Array,
+  response: boolean,
+): { conformance: number; maxPduSize: number } {
+  return readInitiate(bytes, response);
+}
+
+/** The user-information content: a plain initiate, or the content of a glo-initiate to decipher. */
+function splitInitiate(
+  bytes: Uint8Array | null,
+  response: boolean,
+): { conformance: number; maxPduSize: number; cipheredInitiate: Uint8Array | null } {
+  if (bytes !== null && bytes[0] === (response ? GLO_INITIATE_RESPONSE : GLO_INITIATE_REQUEST)) {
+    const r = new DlmsReader(bytes);
+    r.u8("glo-initiate tag");
+    const content = r.bytes(r.length("glo-initiate"), "glo-initiate");
+    return { conformance: 0, maxPduSize: 0, cipheredInitiate: content };
+  }
+  return { ...readInitiate(bytes, response), cipheredInitiate: null };
+}
+
 function readInitiate(
   bytes: Uint8Array | null,
   response: boolean,
@@ -188,7 +228,7 @@ export function decodeAarq(bytes: Uint8Array): Aarq {
   const title = inner(map.get(0xa6), 0x04, "calling AP title");
   const mechanism = map.has(0x8b) ? oidLast(map.get(0x8b)!, "mechanism") : MECHANISM_NONE;
   const authenticationValue = inner(map.get(0xac), 0x80, "authentication value");
-  const initiate = readInitiate(inner(map.get(0xbe), 0x04, "user information"), false);
+  const initiate = splitInitiate(inner(map.get(0xbe), 0x04, "user information"), false);
   return { contextId, callingApTitle: title, mechanism, authenticationValue, ...initiate };
 }
 
@@ -203,8 +243,8 @@ export function decodeAare(bytes: Uint8Array): Aare {
   const authenticationValue = inner(map.get(0xaa), 0x80, "authentication value");
   const initiate =
     result === 0
-      ? readInitiate(inner(map.get(0xbe), 0x04, "user information"), true)
-      : { conformance: 0, maxPduSize: 0 };
+      ? splitInitiate(inner(map.get(0xbe), 0x04, "user information"), true)
+      : { conformance: 0, maxPduSize: 0, cipheredInitiate: null };
   return {
     contextId,
     result,

@@ -1,15 +1,27 @@
 import {
   CONFORMANCE,
   CONTEXT_LN,
+  CONTEXT_LN_CIPHERED,
   decodeAare,
+  decodeInitiate,
   encodeAarq,
+  encodeInitiateRequest,
+  MECHANISM_HLS_GMAC,
   MECHANISM_LLS,
   MECHANISM_NONE,
   RLRQ,
 } from "./acse.ts";
 import { type Apdu, DATA_ACCESS_RESULTS, decodeApdu, encodeApdu, formatObis, type Obis } from "./apdu.ts";
 import { type Data, decodeData } from "./axdr.ts";
-import { DlmsError, DlmsReader } from "./errors.ts";
+import { DlmsError, DlmsReader, encodeLength } from "./errors.ts";
+import {
+  hlsGmacResponse,
+  InvocationCounterGuard,
+  protect,
+  type SecurityContext,
+  unprotect,
+  verifyHlsGmac,
+} from "./security.ts";
 
 // The COSEM client the concentrator and the field tools use, over any request/response transport.
 
@@ -27,11 +39,89 @@ const ASSOCIATION_DIAGNOSTICS: Record<number, string> = {
   14: "authentication required",
 };
 
+const CIPHERED_REQUEST: Record<number, number> = { 192: 0xc8, 193: 0xc9, 195: 0xcb };
+
 export class DlmsClient {
   private invokeId = 1;
+  private exchange: Exchange;
   maxPdu = CLIENT_MAX_PDU;
 
-  constructor(private readonly exchange: Exchange) {}
+  constructor(private readonly transport: Exchange) {
+    this.exchange = transport;
+  }
+
+  /**
+   * HLS mechanism 5 (GMAC), suite 0: ciphered AARQ with our challenge (CtoS), the meter's challenge (StoC)
+   * in the AARE, then f(StoC) → f(CtoS) through the association object; every later APDU is glo-ciphered.
+   */
+  async associateHls(ctx: SecurityContext, challenge: Uint8Array, firstInvocationCounter = 1): Promise<void> {
+    let invocationCounter = firstInvocationCounter;
+    const conformance =
+      CONFORMANCE.get |
+      CONFORMANCE.set |
+      CONFORMANCE.action |
+      CONFORMANCE.selectiveAccess |
+      CONFORMANCE.blockTransferWithGetOrRead;
+    const aare = decodeAare(
+      await this.transport(
+        encodeAarq({
+          contextId: CONTEXT_LN_CIPHERED,
+          callingApTitle: ctx.systemTitle,
+          mechanism: MECHANISM_HLS_GMAC,
+          authenticationValue: challenge,
+          conformance: 0,
+          maxPduSize: 0,
+          cipheredInitiate: protect(
+            ctx,
+            0x30,
+            invocationCounter++,
+            encodeInitiateRequest(conformance, CLIENT_MAX_PDU),
+          ),
+        }),
+      ),
+    );
+    if (
+      aare.result !== 0 ||
+      aare.respondingApTitle === null ||
+      aare.authenticationValue === null ||
+      !aare.cipheredInitiate
+    ) {
+      throw new DlmsError(
+        "ASSOCIATION_REFUSED",
+        `association refused: ${ASSOCIATION_DIAGNOSTICS[aare.diagnostic] ?? `diagnostic ${aare.diagnostic}`}`,
+      );
+    }
+    const serverTitle = aare.respondingApTitle;
+    const guard = new InvocationCounterGuard();
+    const opened = unprotect(ctx, serverTitle, aare.cipheredInitiate);
+    guard.accept(serverTitle, opened.invocationCounter);
+    this.maxPdu = decodeInitiate(opened.plaintext, true).maxPduSize;
+    const stoc = aare.authenticationValue;
+    this.exchange = async (plain) => {
+      const tag = CIPHERED_REQUEST[plain[0]!];
+      if (tag === undefined) return this.transport(plain);
+      const content = protect(ctx, 0x30, invocationCounter++, plain);
+      const response = await this.transport(Uint8Array.of(tag, ...encodeLength(content.length), ...content));
+      if (response[0] === 0xd8) return response;
+      const r = new DlmsReader(response);
+      r.u8("glo tag");
+      const back = unprotect(ctx, serverTitle, r.bytes(r.length("ciphered content"), "ciphered content"));
+      guard.accept(serverTitle, back.invocationCounter);
+      return back.plaintext;
+    };
+    const fStoC = hlsGmacResponse(ctx, invocationCounter++, stoc);
+    const pass4 = await this.action(15, [0, 0, 40, 0, 0, 255], 1, {
+      type: "octet-string",
+      value: fStoC,
+    }).catch((error: unknown) => {
+      throw error instanceof DlmsError && error.code === "ACCESS_DENIED"
+        ? new DlmsError("AUTH_FAILED", "the meter refused f(StoC): wrong keys")
+        : error;
+    });
+    if (pass4.data?.type !== "octet-string")
+      throw new DlmsError("AUTH_FAILED", "the meter returned no f(CtoS)");
+    verifyHlsGmac(ctx, serverTitle, challenge, pass4.data.value);
+  }
 
   async associate(options: { password?: Uint8Array } = {}): Promise<void> {
     const mechanism = options.password === undefined ? MECHANISM_NONE : MECHANISM_LLS;

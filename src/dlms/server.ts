@@ -2,8 +2,12 @@ import {
   type Aarq,
   CONFORMANCE,
   CONTEXT_LN,
+  CONTEXT_LN_CIPHERED,
   decodeAarq,
+  decodeInitiate,
   encodeAare,
+  encodeInitiateResponse,
+  MECHANISM_HLS_GMAC,
   MECHANISM_LLS,
   MECHANISM_NONE,
   RLRE,
@@ -12,6 +16,16 @@ import { formatObis, type Obis } from "./apdu.ts";
 import type { Data } from "./axdr.ts";
 import { encodeData, readData } from "./axdr.ts";
 import { DlmsError, DlmsReader, encodeLength } from "./errors.ts";
+import {
+  decodeGeneralGloCiphering,
+  encodeGeneralGloCiphering,
+  hlsGmacResponse,
+  InvocationCounterGuard,
+  protect,
+  type SecurityContext,
+  unprotect,
+  verifyHlsGmac,
+} from "./security.ts";
 
 // A COSEM server: association (AARQ/AARE, no authentication for the public client, LLS for management),
 // GET normal with block transfer when the result exceeds the negotiated PDU, GET next, SET and ACTION
@@ -62,14 +76,34 @@ export interface CosemObjectModel {
 export interface ServerCredentials {
   /** LLS password of the management client. */
   readonly lowLevelPassword: Uint8Array;
+  /** HLS mechanism 5 (GMAC) with security suite 0: this server's system title and the global keys. */
+  readonly hls?: SecurityContext;
+  /** Challenge bytes (StoC) for HLS: the runtime passes crypto.randomBytes, tests a seeded source. */
+  readonly challenge?: (length: number) => Uint8Array;
+}
+
+const HLS_STOC_BYTES = 16;
+/** Ciphered request tag → the response tag of the same family (glo-get/set/action; general-glo). */
+const CIPHERED_RESPONSE: Record<number, number> = { 200: 0xcc, 201: 0xcd, 203: 0xcf, 219: 0xdb };
+const PLAIN_OF_CIPHERED: Record<number, number> = { 200: 0xc0, 201: 0xc1, 203: 0xc3 };
+
+interface CipherState {
+  readonly ctx: SecurityContext;
+  readonly clientSystemTitle: Uint8Array;
+  invocationCounter: number;
+  readonly guard: InvocationCounterGuard;
+  pendingHls: { stoc: Uint8Array; ctos: Uint8Array } | null;
 }
 
 export class DlmsServerSession {
   private level: AccessLevel | null = null;
   private maxPdu = SERVER_MAX_PDU;
   private pendingBlocks: { invokeId: number; data: Uint8Array; next: number } | null = null;
+  private cipher: CipherState | null = null;
   requests = 0;
   refusals = 0;
+  /** Ciphered APDUs refused: bad tag (wrong keys) or a replayed invocation counter. */
+  securityRefusals = 0;
 
   constructor(
     private readonly model: CosemObjectModel,
@@ -88,8 +122,10 @@ export class DlmsServerSession {
     if (tag === 0x60) return this.associate(request);
     if (tag === 0x62) {
       this.level = null;
+      this.cipher = null;
       return RLRE;
     }
+    if (this.cipher !== null) return this.handleCiphered(request);
     if (this.level === null) {
       this.refusals++;
       return Uint8Array.of(0xd8, 1, 2); // exception-response: service-not-allowed
@@ -121,6 +157,7 @@ export class DlmsServerSession {
       return this.refuse(1);
     }
     const base = { contextId: CONTEXT_LN, respondingApTitle: null, authenticationValue: null };
+    if (aarq.mechanism === MECHANISM_HLS_GMAC) return this.associateHls(aarq);
     if (aarq.contextId !== CONTEXT_LN) {
       this.refusals++;
       return encodeAare({
@@ -185,6 +222,175 @@ export class DlmsServerSession {
       conformance: SERVER_CONFORMANCE & aarq.conformance,
       maxPduSize: this.maxPdu,
     });
+  }
+
+  /** HLS mechanism 5: the AARQ carries CtoS and a ciphered initiate; the AARE returns StoC; pass 3/4 follow. */
+  private associateHls(aarq: Aarq): Uint8Array {
+    const hls = this.credentials.hls;
+    const reject = (diagnostic: number) => {
+      this.refusals++;
+      return encodeAare({
+        contextId: CONTEXT_LN_CIPHERED,
+        result: 1,
+        diagnostic,
+        respondingApTitle: null,
+        mechanism: MECHANISM_HLS_GMAC,
+        authenticationValue: null,
+        conformance: 0,
+        maxPduSize: 0,
+      });
+    };
+    if (hls === undefined || this.clientWPort !== CLIENT_MANAGEMENT) return reject(11);
+    if (
+      aarq.contextId !== CONTEXT_LN_CIPHERED ||
+      aarq.callingApTitle === null ||
+      aarq.callingApTitle.length !== 8
+    )
+      return reject(2);
+    const ctos = aarq.authenticationValue;
+    if (
+      ctos === null ||
+      ctos.length < 8 ||
+      ctos.length > 64 ||
+      aarq.cipheredInitiate === null ||
+      aarq.cipheredInitiate === undefined
+    )
+      return reject(13);
+    const guard = new InvocationCounterGuard();
+    let initiate: { conformance: number; maxPduSize: number };
+    try {
+      const opened = unprotect(hls, aarq.callingApTitle, aarq.cipheredInitiate);
+      guard.accept(aarq.callingApTitle, opened.invocationCounter);
+      initiate = decodeInitiate(opened.plaintext, false);
+    } catch (error) {
+      if (!(error instanceof DlmsError)) throw error;
+      this.securityRefusals++;
+      return reject(13);
+    }
+    const stoc = (this.credentials.challenge ?? ((n: number) => new Uint8Array(n).fill(0x5a)))(
+      HLS_STOC_BYTES,
+    );
+    this.maxPdu = Math.max(
+      64,
+      Math.min(SERVER_MAX_PDU, initiate.maxPduSize === 0 ? SERVER_MAX_PDU : initiate.maxPduSize),
+    );
+    this.cipher = {
+      ctx: hls,
+      clientSystemTitle: aarq.callingApTitle,
+      invocationCounter: 1,
+      guard,
+      pendingHls: { stoc, ctos },
+    };
+    const response = encodeInitiateResponse(SERVER_CONFORMANCE & initiate.conformance, this.maxPdu);
+    return encodeAare({
+      contextId: CONTEXT_LN_CIPHERED,
+      result: 0,
+      diagnostic: 0,
+      respondingApTitle: hls.systemTitle,
+      mechanism: MECHANISM_HLS_GMAC,
+      authenticationValue: stoc,
+      conformance: 0,
+      maxPduSize: 0,
+      cipheredInitiate: protect(hls, 0x30, this.cipher.invocationCounter++, response),
+    });
+  }
+
+  private handleCiphered(request: Uint8Array): Uint8Array {
+    const cipher = this.cipher!;
+    const tag = request[0]!;
+    const responseTag = CIPHERED_RESPONSE[tag];
+    if (responseTag === undefined) {
+      this.refusals++;
+      return Uint8Array.of(0xd8, 1, 2); // a plain APDU on a ciphered association
+    }
+    let plain: Uint8Array;
+    try {
+      let content: Uint8Array;
+      if (tag === 0xdb) {
+        const g = decodeGeneralGloCiphering(request);
+        if (!Buffer.from(g.systemTitle).equals(Buffer.from(cipher.clientSystemTitle)))
+          throw new DlmsError("DECRYPT_FAILED", "foreign system title");
+        content = g.content;
+      } else {
+        const r = new DlmsReader(request);
+        r.u8("tag");
+        content = r.bytes(r.length("ciphered content"), "ciphered content");
+      }
+      const opened = unprotect(cipher.ctx, cipher.clientSystemTitle, content);
+      cipher.guard.accept(cipher.clientSystemTitle, opened.invocationCounter);
+      plain = opened.plaintext;
+      if (tag !== 0xdb && plain[0] !== PLAIN_OF_CIPHERED[tag])
+        throw new DlmsError("BAD_TAG", "ciphered service does not match its glo tag");
+    } catch (error) {
+      if (!(error instanceof DlmsError)) throw error;
+      this.securityRefusals++;
+      return Uint8Array.of(0xd8, 1, 3);
+    }
+    let answer: Uint8Array;
+    if (cipher.pendingHls !== null) answer = this.hlsPass3(plain, cipher);
+    else if (this.level === null) answer = Uint8Array.of(0xd8, 1, 2);
+    else answer = this.serve(plain);
+    const content = protect(cipher.ctx, 0x30, cipher.invocationCounter++, answer);
+    return tag === 0xdb
+      ? encodeGeneralGloCiphering(cipher.ctx.systemTitle, content)
+      : Uint8Array.of(responseTag, ...encodeLength(content.length), ...content);
+  }
+
+  /** Pass 3/4: ACTION reply_to_HLS_authentication on the association object carries f(StoC). */
+  private hlsPass3(plain: Uint8Array, cipher: CipherState): Uint8Array {
+    const pending = cipher.pendingHls!;
+    const r = new DlmsReader(plain);
+    try {
+      if (r.u8("tag") !== 0xc3 || r.u8("type") !== 1) return Uint8Array.of(0xd8, 1, 2);
+      const invokeId = r.u8("invoke id");
+      const classId = r.u16("class id");
+      const obis = formatObis(r.bytes(6, "obis"));
+      const method = r.u8("method");
+      const parameters = r.u8("parameters flag") ? readData(r, 0) : null;
+      if (
+        classId !== 15 ||
+        obis !== "0.0.40.0.0.255" ||
+        method !== 1 ||
+        parameters?.type !== "octet-string"
+      ) {
+        return Uint8Array.of(0xc7, 1, invokeId, ACCESS.readWriteDenied, 0);
+      }
+      try {
+        verifyHlsGmac(cipher.ctx, cipher.clientSystemTitle, pending.stoc, parameters.value);
+      } catch (error) {
+        if (!(error instanceof DlmsError)) throw error;
+        this.securityRefusals++;
+        cipher.pendingHls = null;
+        this.cipher = null; // authentication failed: the association is gone
+        return Uint8Array.of(0xc7, 1, invokeId, ACCESS.readWriteDenied, 0);
+      }
+      cipher.pendingHls = null;
+      this.level = "management";
+      const fCtoS = hlsGmacResponse(cipher.ctx, cipher.invocationCounter++, pending.ctos);
+      return Uint8Array.of(0xc7, 1, invokeId, 0, 1, 0, ...encodeData({ type: "octet-string", value: fCtoS }));
+    } catch (error) {
+      if (!(error instanceof DlmsError)) throw error;
+      return Uint8Array.of(0xd8, 1, 3);
+    }
+  }
+
+  private serve(request: Uint8Array): Uint8Array {
+    try {
+      switch (request[0]) {
+        case 0xc0:
+          return this.get(request);
+        case 0xc1:
+          return this.set(request);
+        case 0xc3:
+          return this.action(request);
+        default:
+          return Uint8Array.of(0xd8, 1, 2);
+      }
+    } catch (error) {
+      if (!(error instanceof DlmsError)) throw error;
+      this.refusals++;
+      return Uint8Array.of(0xd8, 1, 3);
+    }
   }
 
   private refuse(diagnostic: number): Uint8Array {

@@ -197,3 +197,73 @@ test("fuzz: the server answers any byte string without throwing", () => {
     { numRuns: Number(process.env.AMIPROOF_FUZZ_RUNS ?? 300) },
   );
 });
+
+const KEYS = {
+  encryptionKey: Uint8Array.from(Buffer.from("000102030405060708090A0B0C0D0E0F", "hex")),
+  authenticationKey: Uint8Array.from(Buffer.from("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF", "hex")),
+};
+const METER_CTX = {
+  suite: 0 as const,
+  systemTitle: Uint8Array.from(Buffer.from("4D4D4D0000BC614E", "hex")),
+  ...KEYS,
+};
+const CLIENT_CTX = {
+  suite: 0 as const,
+  systemTitle: Uint8Array.from(Buffer.from("4142430000000001", "hex")),
+  ...KEYS,
+};
+
+function hlsSession(meter: Meter, now: () => number) {
+  const sent: Uint8Array[] = [];
+  let counter = 0;
+  const session = new DlmsServerSession(
+    meterObjectModel({ meter, trueNowMs: now }),
+    {
+      lowLevelPassword: PASSWORD,
+      hls: METER_CTX,
+      challenge: (n) => new Uint8Array(n).map(() => (counter += 37) & 0xff),
+    },
+    1,
+  );
+  const client = new DlmsClient(async (request) => {
+    sent.push(request);
+    return session.handle(request) ?? new Uint8Array(0);
+  });
+  return { session, client, sent };
+}
+
+test("HLS-GMAC association (suite 0): ciphered GETs of registers, clock, profile and event log (blocks)", async () => {
+  const { meter, now } = meterWithHistory();
+  const { client, sent } = hlsSession(meter, now);
+  await client.associateHls(CLIENT_CTX, new Uint8Array(16).fill(0x11));
+  assert.deepEqual(await client.get(3, parseObis("1.0.1.8.0.255"), 2), {
+    type: "double-long-unsigned",
+    value: meter.registers.importActiveWh,
+  });
+  assert.equal((await client.get(8, parseObis("0.0.1.0.0.255"), 2)).type, "octet-string");
+  assert.equal(
+    ((await client.get(7, parseObis("0.0.99.98.0.255"), 2)) as { value: Data[] }).value.length,
+    meter.eventLog().length,
+  );
+  // Every request after the AARQ travelled glo-ciphered (0xC8 glo-get, 0xCB glo-action).
+  assert.ok(sent.slice(1).every((apdu) => apdu[0] === 0xc8 || apdu[0] === 0xcb));
+});
+
+test("HLS-GMAC: wrong keys are refused with a clear error; a replayed invocation counter is refused and counted", async () => {
+  const { meter, now } = meterWithHistory();
+  const wrong = hlsSession(meter, now);
+  await assert.rejects(
+    wrong.client.associateHls(
+      { ...CLIENT_CTX, encryptionKey: new Uint8Array(16) },
+      new Uint8Array(16).fill(1),
+    ),
+    (e: unknown) => e instanceof Error && /ASSOCIATION_REFUSED|AUTH_FAILED/.test(e.message),
+  );
+  const { client, session, sent } = hlsSession(meter, now);
+  await client.associateHls(CLIENT_CTX, new Uint8Array(32).fill(0x22));
+  await client.get(3, parseObis("1.0.2.8.0.255"), 2);
+  const replay = sent.at(-1)!;
+  const answer = session.handle(replay);
+  assert.equal(answer?.[0], 0xd8, "exception response to a replay");
+  assert.equal(session.securityRefusals, 1);
+});
