@@ -2,7 +2,9 @@
 export * from "./core/backoff.ts";
 export * from "./core/concentrator.ts";
 export * from "./core/evidence-packs.ts";
+export * from "./core/mbus-source.ts";
 export type * from "./core/ports.ts";
+export * from "./core/pulse.ts";
 export * from "./core/time-quality.ts";
 export * from "./core/uplink.ts";
 export * from "./core/wire.ts";

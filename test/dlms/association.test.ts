@@ -215,13 +215,13 @@ const CLIENT_CTX = {
 
 function hlsSession(meter: Meter, now: () => number) {
   const sent: Uint8Array[] = [];
-  let counter = 0;
+  const counter = 11;
   const session = new DlmsServerSession(
     meterObjectModel({ meter, trueNowMs: now }),
     {
       lowLevelPassword: PASSWORD,
       hls: METER_CTX,
-      challenge: (n) => new Uint8Array(n).map(() => (counter += 37) & 0xff),
+      challenge: (n) => new Uint8Array(n).map((_, i) => (counter + i * 37) & 0xff),
     },
     1,
   );

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import {
@@ -54,12 +55,25 @@ export function registerDlms(program: Command): void {
     .option("--class <id>", "interface class (guessed from the OBIS code when omitted)")
     .option("--client <wport>", "client wPort: 16 public (no authentication), 1 management (LLS)", "16")
     .option("--password <p>", "LLS password for the management client")
+    .option("--hls", "HLS-GMAC (security suite 0) as the management client, all APDUs ciphered")
+    .option("--ek <hex>", "global encryption key for --hls", "000102030405060708090a0b0c0d0e0f")
+    .option("--ak <hex>", "authentication key for --hls", "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf")
+    .option("--system-title <hex>", "client system title for --hls", "4142430000000001")
     .option("--json", "print the value as JSON")
     .action(
       async (
         target: string,
         obisArg: string,
-        o: { class?: string; client: string; password?: string; json?: boolean },
+        o: {
+          class?: string;
+          client: string;
+          password?: string;
+          hls?: boolean;
+          ek: string;
+          ak: string;
+          systemTitle: string;
+          json?: boolean;
+        },
       ) => {
         const [host, portText] = target.includes(":")
           ? [target.slice(0, target.lastIndexOf(":")), target.slice(target.lastIndexOf(":") + 1)]
@@ -72,10 +86,20 @@ export function registerDlms(program: Command): void {
         try {
           const obis = parseObis(obisText);
           const classId = o.class === undefined ? guessClass(obis) : Number(o.class);
-          connection = await connectDlms(host, Number(portText), Number(o.client));
-          await connection.client.associate(
-            o.password === undefined ? {} : { password: new TextEncoder().encode(o.password) },
-          );
+          connection = await connectDlms(host, Number(portText), o.hls ? 1 : Number(o.client));
+          if (o.hls) {
+            const ctx = {
+              suite: 0 as const,
+              systemTitle: parseHex(o.systemTitle),
+              encryptionKey: parseHex(o.ek),
+              authenticationKey: parseHex(o.ak),
+            };
+            await connection.client.associateHls(ctx, new Uint8Array(randomBytes(16)));
+          } else {
+            await connection.client.associate(
+              o.password === undefined ? {} : { password: new TextEncoder().encode(o.password) },
+            );
+          }
           const value = await connection.client.get(classId, obis, Number(attrText));
           await connection.client.release();
           const json = annotate(value);

@@ -1,4 +1,5 @@
 // shell: virtual meters in real time — the wall clock, timers, files and signals live here only.
+import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type ListeningServer, listenDlms } from "../../dlms/index.ts";
@@ -15,6 +16,9 @@ export interface FleetOptions {
   readonly listenPort?: number;
   /** LLS password of the management client (wPort 1). */
   readonly password?: string;
+  /** HLS-GMAC global keys (hex); each meter's system title derives from its id. */
+  readonly encryptionKeyHex?: string;
+  readonly authenticationKeyHex?: string;
   readonly baseId: string;
   readonly count: number;
   /** Keep NVM images and secure elements here; in memory when absent. */
@@ -35,6 +39,14 @@ export function meterIdAt(baseId: string, index: number, count: number): string 
 }
 
 export const DEFAULT_LLS_PASSWORD = "12345678";
+/** Test keys (the Green Book's example keys): documented in the README, never for a real deployment. */
+export const DEFAULT_EK_HEX = "000102030405060708090a0b0c0d0e0f";
+export const DEFAULT_AK_HEX = "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf";
+
+/** A meter's DLMS system title: "AMP" manufacturer prefix then 5 bytes of SHA-256 of its id. */
+export function meterSystemTitle(id: string): Uint8Array {
+  return Uint8Array.of(0x41, 0x4d, 0x50, ...createHash("sha256").update(id).digest().subarray(0, 5));
+}
 
 export async function startFleet(options: FleetOptions): Promise<RunningFleet> {
   const layout = meterNvmLayout();
@@ -75,14 +87,21 @@ export async function startFleet(options: FleetOptions): Promise<RunningFleet> {
     const password = new TextEncoder().encode(options.password ?? DEFAULT_LLS_PASSWORD);
     for (const [i, meter] of meters.entries()) {
       const model = meterObjectModel({ meter, trueNowMs: () => Date.now() });
-      servers.push(
-        await listenDlms(
-          options.listenPort === 0 ? 0 : options.listenPort + i,
-          model,
-          { lowLevelPassword: password },
-          "0.0.0.0",
+      const hls = {
+        suite: 0 as const,
+        systemTitle: meterSystemTitle(meter.id),
+        encryptionKey: Uint8Array.from(Buffer.from(options.encryptionKeyHex ?? DEFAULT_EK_HEX, "hex")),
+        authenticationKey: Uint8Array.from(
+          Buffer.from(options.authenticationKeyHex ?? DEFAULT_AK_HEX, "hex"),
         ),
-      );
+      };
+      const credentials = {
+        lowLevelPassword: password,
+        hls,
+        challenge: (n: number) => new Uint8Array(randomBytes(n)),
+      };
+      const port = options.listenPort === 0 ? 0 : options.listenPort + i;
+      servers.push(await listenDlms(port, model, credentials, "0.0.0.0"));
     }
   }
   return {
