@@ -1,28 +1,14 @@
 import { type Data, dataToJson, decodeDateTimeBytes, encodeData, readData } from "./axdr.ts";
 import { DlmsError, DlmsReader, encodeLength } from "./errors.ts";
+import { formatObis, type Obis } from "./obis.ts";
+import { DLMS_UNIT_TABLE } from "./units.ts";
 
 // xDLMS APDUs (Green Book / IEC 62056-5-3): the service subset the field tools and the push path need
 // first — GET/SET/ACTION normal, DataNotification, ExceptionResponse — plus recognition of ACSE and
 // ciphered APDUs. Encode and decode side by side.
 
-export type Obis = readonly [number, number, number, number, number, number];
-
-export function parseObis(text: string): Obis {
-  // Both "1.0.1.8.0.255" and the IEC form "1-0:1.8.0*255".
-  const parts = text
-    .trim()
-    .split(/[.:*-]/)
-    .map(Number);
-  if (parts.length === 5) parts.push(255);
-  if (parts.length !== 6 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
-    throw new DlmsError("BAD_OBIS", `"${text}" is not an OBIS code (A.B.C.D.E.F, each 0..255)`);
-  }
-  return parts as unknown as Obis;
-}
-
-export function formatObis(obis: ArrayLike<number>): string {
-  return Array.from(obis).join(".");
-}
+export type { Obis } from "./obis.ts";
+export { formatObis, parseObis } from "./obis.ts";
 
 export const DATA_ACCESS_RESULTS: Record<number, string> = {
   0: "success",
@@ -43,35 +29,10 @@ export const DATA_ACCESS_RESULTS: Record<number, string> = {
   250: "other-reason",
 };
 
-/** The common DLMS unit codes (Blue Book scaler_unit enumeration). */
-export const DLMS_UNITS: Record<number, string> = {
-  1: "a",
-  2: "mo",
-  3: "wk",
-  4: "d",
-  5: "h",
-  6: "min",
-  7: "s",
-  8: "°",
-  9: "°C",
-  13: "m³",
-  14: "m³ (corrected)",
-  15: "m³/h",
-  22: "J",
-  23: "J/h",
-  27: "W",
-  28: "VA",
-  29: "var",
-  30: "Wh",
-  31: "VAh",
-  32: "varh",
-  33: "A",
-  34: "C",
-  35: "V",
-  44: "Hz",
-  56: "%",
-  255: "count",
-};
+/** Unit code → symbol (Blue Book scaler_unit enumeration); the full table with names is in units.ts. */
+export const DLMS_UNITS: Record<number, string> = Object.fromEntries(
+  Object.entries(DLMS_UNIT_TABLE).map(([code, unit]) => [code, unit.symbol === "" ? "count" : unit.symbol]),
+);
 
 export interface AttributeDescriptor {
   readonly classId: number;

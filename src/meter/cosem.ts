@@ -10,7 +10,11 @@ import {
   type Obis,
 } from "../dlms/index.ts";
 import { EVENT_TYPE_CODES } from "../evidence/index.ts";
+import { FirmwareError, type FirmwareManager, versionString } from "./firmware/index.ts";
 import type { Meter } from "./meter.ts";
+
+const IMAGE_BLOCK_BYTES_DEFAULT = 512;
+const ACTION_OTHER_REASON = 250;
 
 // The meter's COSEM object model (IEC 62056-6-2 interface classes), served over DLMS. As real meters do,
 // the public client may read the clock, the firmware identifiers and the device ID; everything else
@@ -34,6 +38,9 @@ export const FIRMWARE_ID_OBIS = "1.0.0.2.0.255";
 
 export interface MeterCosemOptions {
   readonly meter: Meter;
+  /** The meter's A/B firmware: served as image transfer (class 18) and the firmware identifiers. */
+  readonly firmware?: FirmwareManager;
+  readonly imageBlockBytes?: number;
   /** True time of the environment, for the meter's own clock. */
   readonly trueNowMs: () => number;
   readonly firmwareId?: () => string;
@@ -67,8 +74,72 @@ function msFromDateTime(data: Data | undefined): number | null {
 }
 
 export function meterObjectModel(options: MeterCosemOptions): CosemObjectModel {
-  const { meter } = options;
+  const { meter, firmware } = options;
   let connected = true;
+  // image_transfer_status (class 18 attribute 6)
+  let imageStatus = 0;
+  let imageComponent: "app" | "comms" = "app";
+  let imageSize = 0;
+  const blockBytes = options.imageBlockBytes ?? IMAGE_BLOCK_BYTES_DEFAULT;
+  const firmwareId = () => {
+    const running = firmware?.runningImages;
+    return running
+      ? `app ${versionString(running.app.version)}; comms ${versionString(running.comms.version)}`
+      : (options.firmwareId?.() ?? "app 1.0.0");
+  };
+  const imageAction = (methodId: number, parameters: Data | null): { result: number; data?: Data } => {
+    if (firmware === undefined) return { result: ACCESS.objectUndefined };
+    try {
+      if (
+        methodId === 1 &&
+        parameters?.type === "structure" &&
+        parameters.value[0]?.type === "octet-string" &&
+        parameters.value[1]?.type === "double-long-unsigned"
+      ) {
+        const identifier = new TextDecoder().decode(parameters.value[0].value).trim();
+        const component = identifier.split(/[\s:/]/)[0] ?? "";
+        imageSize = parameters.value[1].value;
+        firmware.initiateTransfer(component as "app", imageSize, blockBytes);
+        imageComponent = component as "app" | "comms";
+        imageStatus = 1;
+        return { result: 0 };
+      }
+      if (
+        methodId === 2 &&
+        parameters?.type === "structure" &&
+        parameters.value[0]?.type === "double-long-unsigned" &&
+        parameters.value[1]?.type === "octet-string"
+      ) {
+        firmware.receiveBlock(parameters.value[0].value, parameters.value[1].value);
+        return { result: 0 };
+      }
+      if (methodId === 3) {
+        imageStatus = 2;
+        firmware.verify();
+        imageStatus = 3;
+        return { result: 0 };
+      }
+      if (methodId === 4) {
+        imageStatus = 5;
+        firmware.activate();
+        // The meter resets into the trial image; the new code runs and kicks its watchdog.
+        const booted = firmware.boot();
+        if (!booted[imageComponent].trial) {
+          imageStatus = 7;
+          return { result: ACTION_OTHER_REASON };
+        }
+        firmware.confirm(imageComponent);
+        imageStatus = 6;
+        return { result: 0 };
+      }
+    } catch (error) {
+      if (!(error instanceof FirmwareError)) throw error;
+      if (methodId === 3) imageStatus = 4;
+      if (methodId === 4) imageStatus = 7;
+      return { result: ACTION_OTHER_REASON };
+    }
+    return { result: ACCESS.typeUnmatched };
+  };
   const publicObjects = new Set([
     "8/0.0.1.0.0.255",
     "1/1.0.0.2.0.255",
@@ -159,9 +230,43 @@ export function meterObjectModel(options: MeterCosemOptions): CosemObjectModel {
       if (classId === 8 && name === "0.0.1.0.0.255" && attributeId === 2)
         return dateTimeOctets(meter.meterTimeMs(options.trueNowMs()));
       if (classId === 1 && name === "1.0.0.2.0.255" && attributeId === 2)
-        return { type: "visible-string", value: options.firmwareId?.() ?? "app 1.0.0" };
-      if (classId === 1 && name === "1.0.0.2.8.255" && attributeId === 2)
-        return { type: "octet-string", value: options.firmwareSignature?.() ?? new Uint8Array(32) };
+        return { type: "visible-string", value: firmwareId() };
+      if (classId === 1 && name === "1.0.0.2.8.255" && attributeId === 2) {
+        return {
+          type: "octet-string",
+          value: firmware?.runningChecksum("app") ?? options.firmwareSignature?.() ?? new Uint8Array(32),
+        };
+      }
+      if (classId === 18 && name === "0.0.44.0.0.255" && firmware !== undefined) {
+        if (attributeId === 2) return u32(blockBytes);
+        if (attributeId === 3) {
+          const blocks = firmware.transferredBlocks();
+          const bits = new Uint8Array(Math.ceil(blocks.length / 8));
+          blocks.forEach((done, i) => {
+            if (done) bits[i >> 3]! |= 0x80 >> (i & 7);
+          });
+          return { type: "bit-string", bits: blocks.length, value: bits };
+        }
+        if (attributeId === 4) return u32(firmware.firstNotTransferredBlock());
+        if (attributeId === 5) return { type: "boolean", value: true };
+        if (attributeId === 6) return { type: "enum", value: imageStatus };
+        if (attributeId === 7) {
+          const info: Data[] =
+            imageStatus >= 3
+              ? [
+                  {
+                    type: "structure",
+                    value: [
+                      u32(imageSize),
+                      { type: "octet-string", value: new TextEncoder().encode(imageComponent) },
+                      { type: "octet-string", value: new Uint8Array(0) },
+                    ],
+                  },
+                ]
+              : [];
+          return { type: "array", value: info };
+        }
+      }
       if (classId === 1 && name === "0.0.96.1.0.255" && attributeId === 2)
         return { type: "visible-string", value: meter.id };
       const register = registers[name];
@@ -203,8 +308,9 @@ export function meterObjectModel(options: MeterCosemOptions): CosemObjectModel {
       }
       return ACCESS.readWriteDenied;
     },
-    action(level, classId, obis, methodId) {
+    action(level, classId, obis, methodId, parameters) {
       if (level !== "management") return { result: ACCESS.readWriteDenied };
+      if (classId === 18 && formatObis(obis) === "0.0.44.0.0.255") return imageAction(methodId, parameters);
       if (classId === 70 && formatObis(obis) === "0.0.96.3.10.255" && (methodId === 1 || methodId === 2)) {
         connected = methodId === 2;
         return { result: 0 };

@@ -12,6 +12,8 @@ import {
   verifyEventSignature,
 } from "../evidence/index.ts";
 import { type CalibrationSet, CalibrationStore } from "./calibration.ts";
+import { FirmwareManager } from "./firmware/manager.ts";
+import type { TrustAnchor } from "./firmware/pki.ts";
 import { type LoadProfileEntry, LoadProfileRing } from "./load-profile.ts";
 import {
   EnergyAccumulator,
@@ -328,6 +330,25 @@ export class Meter {
     return this.seal("CAL_UPDATE", "MINOR", meterNow, meterNow, meterNow, {
       from_version: previous,
       to_version: set.version,
+    });
+  }
+
+  /**
+   * The meter's A/B firmware manager over its own NVM, secure element and sealed log (seed 000/001).
+   * `trueNowMs` gives the meter clock for certificate validity.
+   */
+  attachFirmware(trust: TrustAnchor, hwTarget: string, trueNowMs: () => number): FirmwareManager {
+    return new FirmwareManager({
+      nvm: this.nvm,
+      layout: this.layout,
+      secureElement: this.se,
+      trust,
+      hwTarget,
+      nowMs: () => this.rtc.now(trueNowMs()),
+      seal: (type, level, snapshot) => {
+        const now = this.rtc.now(trueNowMs());
+        return this.seal(type, level, now, now, null, snapshot);
+      },
     });
   }
 

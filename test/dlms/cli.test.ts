@@ -17,7 +17,8 @@ test("amiproof meter --listen serves DLMS; amiproof dlms get reads it (public, L
     meter.on("exit", () => reject(new Error(stderr)));
   });
   try {
-    const get = (...args: string[]) => spawnSync(process.execPath, [BIN, "dlms", "get", `127.0.0.1:${port}`, ...args], { encoding: "utf8" });
+    const get = (...args: string[]) =>
+      spawnSync(process.execPath, [BIN, "dlms", "get", `127.0.0.1:${port}`, ...args], { encoding: "utf8" });
     const id = get("0.0.96.1.0.255", "--json");
     assert.equal(id.status, 0, id.stderr);
     assert.deepEqual(JSON.parse(id.stdout), { "visible-string": "MTR-CLI-DLMS" });

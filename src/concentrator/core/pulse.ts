@@ -659,7 +659,7 @@ export function pulseReadingValue(
   if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
     throw new ConcentratorError("BAD_READING", `pulse value ${value} exceeds a safe integer`);
   }
-  return { value: { obis, value: Number(value), scaler: -digits, unit }, exact };
+  return { value: { obis, value: Number(value), scaler: digits === 0 ? 0 : -digits, unit }, exact };
 }
 
 // ───────────────────────────── MeterReader over pulse inputs ─────────────────────────────

@@ -379,6 +379,12 @@ export class FirmwareManager {
     );
   }
 
+  /** SHA-256 of the running image of a component: what the head-end compares with the asset register. */
+  runningChecksum(component: Updatable): Uint8Array | null {
+    const slot = this.running?.[component].slot;
+    return slot === undefined ? null : (this.tryImage(component, slot)?.checksum ?? null);
+  }
+
   get runningImages(): BootResult | null {
     return this.running;
   }
