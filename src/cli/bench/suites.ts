@@ -1,8 +1,9 @@
 import { concentratorSuite } from "./concentrator.ts";
 import { cryptoSuite } from "./crypto.ts";
+import { dlmsSuite } from "./dlms.ts";
 import { journalSuite } from "./journal.ts";
 import { meterSuite } from "./meter.ts";
 import type { BenchSuite } from "./types.ts";
 
 // Each issue adds its suite here; figure names are part of the command-line contract (DESIGN.md).
-export const BENCH_SUITES: readonly BenchSuite[] = [cryptoSuite, journalSuite, meterSuite, concentratorSuite];
+export const BENCH_SUITES: readonly BenchSuite[] = [cryptoSuite, journalSuite, meterSuite, dlmsSuite, concentratorSuite];
