@@ -5,13 +5,16 @@ import {
   annotate,
   captureToJson,
   connectDlms,
+  type DlmsClient,
   DlmsError,
   decodeCapture,
+  decodeData,
   formatObis,
   type Obis,
   parseHex,
   parseObis,
   type TcpClient,
+  transferImage,
 } from "../../dlms/index.ts";
 
 /** Interface class from the OBIS code's usual meaning (IEC 62056-6-1 value groups). */
@@ -24,8 +27,6 @@ function guessClass(obis: Obis): number {
   if (obis[0] === 1 && (obis[3] === 8 || obis[3] === 7) && obis[2] !== 0) return 3;
   return 1;
 }
-
-import { notYetAvailable } from "../pending.ts";
 
 export function registerDlms(program: Command): void {
   const dlms = program.command("dlms").description("DLMS/COSEM field tools: get, set, image, decode");
@@ -47,86 +48,136 @@ export function registerDlms(program: Command): void {
         process.exit(1);
       }
     });
-  dlms
-    .command("get")
-    .description("read an attribute over DLMS/COSEM (TCP wrapper)")
-    .argument("<target>", "HOST:PORT")
-    .argument("<obis>", "OBIS code with optional :ATTR (default attribute 2), e.g. 1.0.1.8.0.255:2")
-    .option("--class <id>", "interface class (guessed from the OBIS code when omitted)")
-    .option("--client <wport>", "client wPort: 16 public (no authentication), 1 management (LLS)", "16")
-    .option("--password <p>", "LLS password for the management client")
-    .option("--hls", "HLS-GMAC (security suite 0) as the management client, all APDUs ciphered")
-    .option("--ek <hex>", "global encryption key for --hls", "000102030405060708090a0b0c0d0e0f")
-    .option("--ak <hex>", "authentication key for --hls", "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf")
-    .option("--system-title <hex>", "client system title for --hls", "4142430000000001")
-    .option("--json", "print the value as JSON")
-    .action(
-      async (
-        target: string,
-        obisArg: string,
-        o: {
-          class?: string;
-          client: string;
-          password?: string;
-          hls?: boolean;
-          ek: string;
-          ak: string;
-          systemTitle: string;
-          json?: boolean;
-        },
-      ) => {
-        const [host, portText] = target.includes(":")
-          ? [target.slice(0, target.lastIndexOf(":")), target.slice(target.lastIndexOf(":") + 1)]
-          : [target, "4059"];
-        const [obisText, attrText] =
-          obisArg.split(":").length > 1 && !obisArg.includes("-")
-            ? [obisArg.split(":")[0]!, obisArg.split(":")[1]!]
-            : [obisArg, "2"];
-        let connection: TcpClient | null = null;
-        try {
-          const obis = parseObis(obisText);
-          const classId = o.class === undefined ? guessClass(obis) : Number(o.class);
-          connection = await connectDlms(host, Number(portText), o.hls ? 1 : Number(o.client));
-          if (o.hls) {
-            const ctx = {
-              suite: 0 as const,
-              systemTitle: parseHex(o.systemTitle),
-              encryptionKey: parseHex(o.ek),
-              authenticationKey: parseHex(o.ak),
-            };
-            await connection.client.associateHls(ctx, new Uint8Array(randomBytes(16)));
-          } else {
-            await connection.client.associate(
-              o.password === undefined ? {} : { password: new TextEncoder().encode(o.password) },
-            );
-          }
-          const value = await connection.client.get(classId, obis, Number(attrText));
-          await connection.client.release();
-          const json = annotate(value);
-          process.stdout.write(
-            o.json
-              ? `${JSON.stringify(json)}\n`
-              : `${formatObis(obis)} class ${classId} attribute ${attrText}: ${JSON.stringify(json, null, 2)}\n`,
-          );
-        } catch (error) {
-          if (error instanceof DlmsError) {
-            process.stderr.write(`amiproof dlms get: ${error.message}\n`);
-            process.exitCode = 1;
-          } else if ((error as NodeJS.ErrnoException).code !== undefined) {
-            process.stderr.write(`amiproof dlms get: cannot reach ${target}: ${(error as Error).message}\n`);
-            process.exitCode = 1;
-          } else throw error;
-        } finally {
-          connection?.close();
-        }
-      },
-    );
-  for (const name of ["set", "image"]) {
+  const withSessionOptions = (command: Command) =>
+    command
+      .option("--client <wport>", "client wPort: 16 public (no authentication), 1 management (LLS)", "16")
+      .option("--password <p>", "LLS password for the management client")
+      .option("--hls", "HLS-GMAC (security suite 0) as the management client, all APDUs ciphered")
+      .option("--ek <hex>", "global encryption key for --hls", "000102030405060708090a0b0c0d0e0f")
+      .option("--ak <hex>", "authentication key for --hls", "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf")
+      .option("--system-title <hex>", "client system title for --hls", "4142430000000001");
+
+  withSessionOptions(
     dlms
-      .command(name)
-      .description(`${name} over a DLMS/COSEM association (needs the DLMS client, issue 5)`)
-      .allowUnknownOption()
-      .allowExcessArguments()
-      .action(() => notYetAvailable(`dlms ${name}`, 5));
+      .command("get")
+      .description("read an attribute over DLMS/COSEM (TCP wrapper)")
+      .argument("<target>", "HOST:PORT")
+      .argument("<obis>", "OBIS code with optional :ATTR (default attribute 2), e.g. 1.0.1.8.0.255:2")
+      .option("--class <id>", "interface class (guessed from the OBIS code when omitted)")
+      .option("--json", "print the value as JSON"),
+  ).action(
+    async (target: string, obisArg: string, o: SessionOptions & { class?: string; json?: boolean }) => {
+      await withSession("get", target, o, async (client) => {
+        const { obis, attributeId } = parseTarget(obisArg);
+        const classId = o.class === undefined ? guessClass(obis) : Number(o.class);
+        const json = annotate(await client.get(classId, obis, attributeId));
+        process.stdout.write(
+          o.json
+            ? `${JSON.stringify(json)}\n`
+            : `${formatObis(obis)} class ${classId} attribute ${attributeId}: ${JSON.stringify(json, null, 2)}\n`,
+        );
+      });
+    },
+  );
+
+  withSessionOptions(
+    dlms
+      .command("set")
+      .description("write an attribute: the value as A-XDR hex (e.g. 0906… for an octet-string)")
+      .argument("<target>", "HOST:PORT")
+      .argument("<obis>", "OBIS code with optional :ATTR (default attribute 2)")
+      .argument("<value-hex>", "the A-XDR encoded Data value")
+      .option("--class <id>", "interface class (guessed from the OBIS code when omitted)"),
+  ).action(
+    async (target: string, obisArg: string, valueHex: string, o: SessionOptions & { class?: string }) => {
+      await withSession("set", target, o, async (client) => {
+        const { obis, attributeId } = parseTarget(obisArg);
+        const classId = o.class === undefined ? guessClass(obis) : Number(o.class);
+        await client.set(classId, obis, attributeId, decodeData(parseHex(valueHex)));
+        process.stdout.write(`${formatObis(obis)} class ${classId} attribute ${attributeId}: written\n`);
+      });
+    },
+  );
+
+  withSessionOptions(
+    dlms
+      .command("image")
+      .description(
+        "firmware update through image transfer (class 18, 0.0.44.0.0.255): blocks, verify, activate",
+      )
+      .argument("<target>", "HOST:PORT")
+      .argument("<file>", "signed image (amiproof firmware build)")
+      .option("--identifier <id>", "image identifier (default: the image's component, app or comms)"),
+  ).action(async (target: string, file: string, o: SessionOptions & { identifier?: string }) => {
+    const bytes = new Uint8Array(readFileSync(file));
+    const identifier = o.identifier ?? (bytes[4] === 3 ? "comms" : "app");
+    await withSession("image", target, o, async (client) => {
+      const tty = process.stderr.isTTY;
+      const result = await transferImage(client, identifier, bytes, (sent, total) => {
+        if (tty) process.stderr.write(`\rimage blocks ${sent}/${total}`);
+      });
+      if (tty) process.stderr.write("\n");
+      const running = annotate(await client.get(1, parseObis("1.0.0.2.0.255"), 2));
+      process.stdout.write(
+        `transferred ${result.blocks} blocks${result.resumedFrom > 0 ? ` (resumed at block ${result.resumedFrom})` : ""}, verified and activated; running: ${JSON.stringify(running)}\n`,
+      );
+    });
+  });
+}
+
+interface SessionOptions {
+  client: string;
+  password?: string;
+  hls?: boolean;
+  ek: string;
+  ak: string;
+  systemTitle: string;
+}
+
+function parseTarget(obisArg: string): { obis: Obis; attributeId: number } {
+  // "1.0.1.8.0.255:2" → attribute 2; the IEC form "1-0:1.8.0*255" has its own colon, attribute default 2.
+  if (!obisArg.includes("-") && obisArg.includes(":")) {
+    const [text, attr] = obisArg.split(":");
+    return { obis: parseObis(text!), attributeId: Number(attr) };
+  }
+  return { obis: parseObis(obisArg), attributeId: 2 };
+}
+
+async function withSession(
+  name: string,
+  target: string,
+  o: SessionOptions,
+  work: (client: DlmsClient) => Promise<void>,
+): Promise<void> {
+  const at = target.lastIndexOf(":");
+  const [host, port] = at < 0 ? [target, 4059] : [target.slice(0, at), Number(target.slice(at + 1))];
+  let connection: TcpClient | null = null;
+  try {
+    connection = await connectDlms(host, port, o.hls ? 1 : Number(o.client));
+    if (o.hls) {
+      const ctx = {
+        suite: 0 as const,
+        systemTitle: parseHex(o.systemTitle),
+        encryptionKey: parseHex(o.ek),
+        authenticationKey: parseHex(o.ak),
+      };
+      await connection.client.associateHls(ctx, new Uint8Array(randomBytes(16)));
+    } else {
+      await connection.client.associate(
+        o.password === undefined ? {} : { password: new TextEncoder().encode(o.password) },
+      );
+    }
+    await work(connection.client);
+    await connection.client.release();
+  } catch (error) {
+    if (error instanceof DlmsError) {
+      process.stderr.write(`amiproof dlms ${name}: ${error.message}\n`);
+      process.exitCode = 1;
+    } else if ((error as NodeJS.ErrnoException).code !== undefined) {
+      process.stderr.write(`amiproof dlms ${name}: cannot reach ${target}: ${(error as Error).message}\n`);
+      process.exitCode = 1;
+    } else throw error;
+  } finally {
+    connection?.close();
   }
 }
