@@ -17,16 +17,21 @@ export const dlmsSuite: BenchSuite = {
   async run(ctx) {
     const minMs = ctx.quick ? 300 : 2_000;
     const t0 = Date.UTC(2026, 0, 1);
-    const meter = Meter.open({ id: "BENCH-DLMS", secureElement: new MemorySecureElement("BENCH-DLMS"), factoryTimeMs: t0 }, t0);
-    const server = await listenDlms(
-      0,
-      meterObjectModel({ meter, trueNowMs: () => t0 }),
-      { lowLevelPassword: new Uint8Array(8), hls: { suite: 0, systemTitle: Uint8Array.of(0x41, 0x4d, 0x50, 0, 0, 0, 0, 1), ...KEYS } },
+    const meter = Meter.open(
+      { id: "BENCH-DLMS", secureElement: new MemorySecureElement("BENCH-DLMS"), factoryTimeMs: t0 },
+      t0,
     );
+    const server = await listenDlms(0, meterObjectModel({ meter, trueNowMs: () => t0 }), {
+      lowLevelPassword: new Uint8Array(8),
+      hls: { suite: 0, systemTitle: Uint8Array.of(0x41, 0x4d, 0x50, 0, 0, 0, 0, 1), ...KEYS },
+    });
     try {
       ctx.progress("dlms: ciphered GET of 1.0.1.8.0.255 over loopback");
       const { client, close } = await connectDlms("127.0.0.1", server.port, 1);
-      await client.associateHls({ suite: 0, systemTitle: Uint8Array.of(0x42, 0x45, 0x4e, 0x43, 0, 0, 0, 1), ...KEYS }, new Uint8Array(16).fill(3));
+      await client.associateHls(
+        { suite: 0, systemTitle: Uint8Array.of(0x42, 0x45, 0x4e, 0x43, 0, 0, 0, 1), ...KEYS },
+        new Uint8Array(16).fill(3),
+      );
       const obis = parseObis("1.0.1.8.0.255");
       let gets = 0;
       const started = performance.now();
@@ -36,7 +41,15 @@ export const dlmsSuite: BenchSuite = {
       }
       const perS = (gets * 1000) / (performance.now() - started);
       close();
-      return [figure("dlms.get_per_s", perS, "GET/s (HLS-GMAC ciphered, loopback, 1 client)", null, ">= 5000 per core")];
+      return [
+        figure(
+          "dlms.get_per_s",
+          perS,
+          "GET/s (HLS-GMAC ciphered, loopback, 1 client)",
+          null,
+          ">= 5000 per core",
+        ),
+      ];
     } finally {
       await server.close();
     }

@@ -6,4 +6,10 @@ import { meterSuite } from "./meter.ts";
 import type { BenchSuite } from "./types.ts";
 
 // Each issue adds its suite here; figure names are part of the command-line contract (DESIGN.md).
-export const BENCH_SUITES: readonly BenchSuite[] = [cryptoSuite, journalSuite, meterSuite, dlmsSuite, concentratorSuite];
+export const BENCH_SUITES: readonly BenchSuite[] = [
+  cryptoSuite,
+  journalSuite,
+  meterSuite,
+  dlmsSuite,
+  concentratorSuite,
+];
