@@ -45,7 +45,8 @@ export type Data =
   | { type: "date-time"; value: CosemDateTime }
   | { type: "date"; value: Pick<CosemDateTime, "year" | "month" | "day" | "dayOfWeek"> }
   | { type: "time"; value: Pick<CosemDateTime, "hour" | "minute" | "second" | "hundredths"> }
-  | { type: "dont-care" };
+  | { type: "dont-care" }
+  | { type: "compact-array"; description: TypeDescription; value: Data[] };
 
 export const DATA_TAGS = {
   "null-data": 0,
@@ -103,13 +104,13 @@ export function decodeDateTimeBytes(bytes: Uint8Array): CosemDateTime {
 export function encodeDateTimeBytes(dt: CosemDateTime): Uint8Array {
   const out = new Uint8Array(12);
   const view = new DataView(out.buffer);
-  view.setUint16(0, dt.year ?? 0xffff);
+  view.setUint16(0, intInRange(dt.year ?? 0xffff, 0, 0xffff, "date-time year"));
   const fields = [dt.month, dt.day, dt.dayOfWeek, dt.hour, dt.minute, dt.second, dt.hundredths];
   fields.forEach((f, i) => {
-    out[2 + i] = f ?? NOT_SPECIFIED_8;
+    out[2 + i] = field8(f);
   });
-  view.setInt16(9, dt.deviation ?? -0x8000);
-  out[11] = dt.clockStatus ?? NOT_SPECIFIED_8;
+  view.setInt16(9, intInRange(dt.deviation ?? -0x8000, -0x8000, 0x7fff, "date-time deviation"));
+  out[11] = dt.clockStatus === null ? NOT_SPECIFIED_8 : intInRange(dt.clockStatus, 0, 0xff, "clock status");
   return out;
 }
 
@@ -130,35 +131,156 @@ export function dateTimeFromMs(ms: number): CosemDateTime {
   };
 }
 
+/** Clock status bits (Blue Book class 8): invalid, doubtful, different clock base, invalid status, DST. */
+export const CLOCK_STATUS = {
+  invalidValue: 0x01,
+  doubtfulValue: 0x02,
+  differentClockBase: 0x04,
+  invalidClockStatus: 0x08,
+  daylightSavingActive: 0x80,
+} as const;
+
+/**
+ * The UTC instant of a fully specified date-time, or null when a field needed for it is "not
+ * specified". Deviation is minutes from local time to UTC (Blue Book: UTC = local + deviation; the
+ * published Austrian push example carries 15:46 local with deviation −120 in summer time).
+ */
+export function dateTimeToMs(dt: CosemDateTime): number | null {
+  const { year, month, day, hour, minute, second } = dt;
+  if (year === null || month === null || day === null || hour === null || minute === null || second === null) {
+    return null;
+  }
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59) return null;
+  const localMs = Date.UTC(year, month - 1, day, hour, minute, second, (dt.hundredths ?? 0) * 10);
+  return localMs + (dt.deviation ?? 0) * 60_000;
+}
+
+/** Bound on all Data values one decode may produce (compact-array elements can be zero bytes long). */
+export const AXDR_TOTAL_ELEMENTS_MAX = 262_144;
+
+/** How a compact-array describes its elements (Green Book TypeDescription). */
+export type TypeDescription =
+  | { type: Exclude<DataTypeName, "array" | "structure" | "compact-array"> }
+  | { type: "array"; count: number; element: TypeDescription }
+  | { type: "structure"; elements: TypeDescription[] };
+
+export type DataTypeName = keyof typeof DATA_TAGS;
+
+const TAG_NAMES: Record<number, DataTypeName> = Object.fromEntries(
+  Object.entries(DATA_TAGS).map(([name, tag]) => [tag, name as DataTypeName]),
+);
+
+interface Budget {
+  elements: number;
+}
+
+function spend(budget: Budget, r: DlmsReader, count = 1): void {
+  budget.elements -= count;
+  if (budget.elements < 0) {
+    throw new DlmsError("BAD_LENGTH", `more than ${AXDR_TOTAL_ELEMENTS_MAX} Data elements in one value`, r.offset);
+  }
+}
+
 export function decodeData(bytes: Uint8Array): Data {
   const r = new DlmsReader(bytes);
   const data = readData(r, 0);
-  if (r.remaining !== 0)
-    throw new DlmsError("TRAILING_BYTES", `${r.remaining} bytes after the Data value`, r.offset);
+  if (r.remaining !== 0) throw new DlmsError("TRAILING_BYTES", `${r.remaining} bytes after the Data value`, r.offset);
   return data;
 }
 
-export function readData(r: DlmsReader, depth: number): Data {
-  if (depth > AXDR_DEPTH_MAX)
-    throw new DlmsError("TOO_DEEP", `Data nested deeper than ${AXDR_DEPTH_MAX}`, r.offset);
+/** Reads one tagged Data value at the reader's position. */
+export function readData(r: DlmsReader, depth: number, budget: Budget = { elements: AXDR_TOTAL_ELEMENTS_MAX }): Data {
+  if (depth > AXDR_DEPTH_MAX) throw new DlmsError("TOO_DEEP", `Data nested deeper than ${AXDR_DEPTH_MAX}`, r.offset);
   const at = r.offset;
   const tag = r.u8("Data tag");
+  spend(budget, r);
+  switch (tag) {
+    case 1:
+    case 2: {
+      const count = readCount(r, "element count", at);
+      const value: Data[] = [];
+      for (let i = 0; i < count; i++) value.push(readData(r, depth + 1, budget));
+      return { type: tag === 1 ? "array" : "structure", value };
+    }
+    case 19: {
+      const description = readTypeDescription(r, depth + 1);
+      const contents = r.bytes(r.length("compact-array contents"), "compact-array contents");
+      const inner = new DlmsReader(contents);
+      const value: Data[] = [];
+      while (inner.remaining > 0) {
+        const before = inner.offset;
+        value.push(readDescribed(inner, description, depth + 1, budget));
+        if (inner.offset === before) {
+          throw new DlmsError("BAD_LENGTH", "compact-array of zero-length elements", at);
+        }
+      }
+      return { type: "compact-array", description, value };
+    }
+    default:
+      return readValue(r, tag, at);
+  }
+}
+
+/** A-XDR length used as an element count: bounded, but not compared with the bytes left. */
+function readCount(r: DlmsReader, what: string, at: number): number {
+  const first = r.u8(what);
+  let count = first;
+  if (first >= 0x80) {
+    const n = first & 0x7f;
+    if (n === 0 || n > 4) throw new DlmsError("BAD_LENGTH", `${what}: length of ${n} bytes`, r.offset - 1);
+    count = 0;
+    for (let i = 0; i < n; i++) count = count * 256 + r.u8(what);
+  }
+  if (count > AXDR_ELEMENTS_MAX) throw new DlmsError("BAD_LENGTH", `${count} elements (limit ${AXDR_ELEMENTS_MAX})`, at);
+  return count;
+}
+
+function readTypeDescription(r: DlmsReader, depth: number): TypeDescription {
+  if (depth > AXDR_DEPTH_MAX) {
+    throw new DlmsError("TOO_DEEP", `type description nested deeper than ${AXDR_DEPTH_MAX}`, r.offset);
+  }
+  const at = r.offset;
+  const tag = r.u8("type description tag");
+  if (tag === 1) {
+    const count = r.u16("array element count");
+    return { type: "array", count, element: readTypeDescription(r, depth + 1) };
+  }
+  if (tag === 2) {
+    const count = readCount(r, "structure element count", at);
+    const elements: TypeDescription[] = [];
+    for (let i = 0; i < count; i++) elements.push(readTypeDescription(r, depth + 1));
+    return { type: "structure", elements };
+  }
+  const name = TAG_NAMES[tag];
+  if (name === undefined || name === "compact-array") {
+    throw new DlmsError("BAD_TAG", `type description tag ${tag}`, at);
+  }
+  return { type: name } as TypeDescription;
+}
+
+function readDescribed(r: DlmsReader, d: TypeDescription, depth: number, budget: Budget): Data {
+  if (depth > AXDR_DEPTH_MAX) throw new DlmsError("TOO_DEEP", `Data nested deeper than ${AXDR_DEPTH_MAX}`, r.offset);
+  spend(budget, r);
+  if (d.type === "array") {
+    const value: Data[] = [];
+    for (let i = 0; i < d.count; i++) value.push(readDescribed(r, d.element, depth + 1, budget));
+    return { type: "array", value };
+  }
+  if (d.type === "structure") {
+    return { type: "structure", value: d.elements.map((e) => readDescribed(r, e, depth + 1, budget)) };
+  }
+  return readValue(r, DATA_TAGS[d.type], r.offset);
+}
+
+/** The value of a simple (non-container) type whose tag has been read. */
+function readValue(r: DlmsReader, tag: number, at: number): Data {
   switch (tag) {
     case 0:
       return { type: "null-data" };
-    case 1:
-    case 2: {
-      const count = r.length("element count");
-      if (count > AXDR_ELEMENTS_MAX) throw new DlmsError("BAD_LENGTH", `${count} elements`, at);
-      const value: Data[] = [];
-      for (let i = 0; i < count; i++) value.push(readData(r, depth + 1));
-      return { type: tag === 1 ? "array" : "structure", value };
-    }
-    case 3: {
+    case 3:
       return { type: "boolean", value: r.u8("boolean") !== 0 };
-    }
     case 4: {
-      const bits = r.length("bit-string");
+      const bits = readBitCount(r);
       return { type: "bit-string", bits, value: r.bytes(Math.ceil(bits / 8), "bit-string") };
     }
     case 5:
@@ -168,15 +290,17 @@ export function readData(r: DlmsReader, depth: number): Data {
     case 9:
       return { type: "octet-string", value: r.bytes(r.length("octet-string"), "octet-string") };
     case 10:
+      return {
+        type: "visible-string",
+        value: Buffer.from(r.bytes(r.length("visible-string"), "visible-string")).toString("latin1"),
+      };
     case 12: {
-      const raw = r.bytes(r.length("string"), "string");
-      let value: string;
+      const raw = r.bytes(r.length("utf8-string"), "utf8-string");
       try {
-        value = new TextDecoder(tag === 10 ? "latin1" : "utf-8", { fatal: true }).decode(raw);
+        return { type: "utf8-string", value: new TextDecoder("utf-8", { fatal: true }).decode(raw) };
       } catch {
-        throw new DlmsError("BAD_TAG", "utf8-string is not valid UTF-8", at);
+        throw new DlmsError("BAD_VALUE", "utf8-string is not valid UTF-8", at);
       }
-      return tag === 10 ? { type: "visible-string", value } : { type: "utf8-string", value };
     }
     case 13:
       return { type: "bcd", value: r.u8("bcd") };
@@ -205,12 +329,7 @@ export function readData(r: DlmsReader, depth: number): Data {
       const year = (b[0]! << 8) | b[1]!;
       return {
         type: "date",
-        value: {
-          year: year === 0xffff ? null : year,
-          month: opt8(b[2]!),
-          day: opt8(b[3]!),
-          dayOfWeek: opt8(b[4]!),
-        },
+        value: { year: year === 0xffff ? null : year, month: opt8(b[2]!), day: opt8(b[3]!), dayOfWeek: opt8(b[4]!) },
       };
     }
     case 27: {
@@ -222,81 +341,179 @@ export function readData(r: DlmsReader, depth: number): Data {
     }
     case 255:
       return { type: "dont-care" };
-    case 19:
-      throw new DlmsError("UNSUPPORTED", "compact-array is not supported yet", at);
     default:
       throw new DlmsError("BAD_TAG", `unknown Data tag ${tag}`, at);
   }
 }
 
-export function encodeData(data: Data): Uint8Array {
-  const out: number[] = [];
-  writeData(out, data);
-  return Uint8Array.from(out);
+/** bit-string length counts bits, so it may exceed the bytes left; the bytes are checked after. */
+function readBitCount(r: DlmsReader): number {
+  const first = r.u8("bit-string length");
+  if (first < 0x80) return first;
+  const n = first & 0x7f;
+  if (n === 0 || n > 4) throw new DlmsError("BAD_LENGTH", `bit-string: length of ${n} bytes`, r.offset - 1);
+  let bits = 0;
+  for (let i = 0; i < n; i++) bits = bits * 256 + r.u8("bit-string length");
+  if (Math.ceil(bits / 8) > r.remaining) {
+    throw new DlmsError("TRUNCATED", `bit-string of ${bits} bits, ${r.remaining} bytes left`, r.offset);
+  }
+  return bits;
 }
 
-function push32(out: number[], value: number): void {
-  out.push((value >>> 24) & 0xff, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff);
+export function encodeData(data: Data): Uint8Array {
+  const out: number[] = [];
+  writeData(out, data, 0);
+  return Uint8Array.from(out);
 }
 
 function pushView(out: number[], bytes: number, set: (v: DataView) => void): void {
   const b = new Uint8Array(bytes);
   set(new DataView(b.buffer));
-  out.push(...b);
+  for (const x of b) out.push(x);
 }
 
-function writeData(out: number[], data: Data): void {
+function pushBytes(out: number[], bytes: ArrayLike<number>): void {
+  for (let i = 0; i < bytes.length; i++) out.push(bytes[i]!);
+}
+
+function intInRange(value: number, min: number, max: number, type: string): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new DlmsError("BAD_VALUE", `${type} value ${value} outside ${min}..${max}`);
+  }
+  return value;
+}
+
+function bigInRange(value: bigint, min: bigint, max: bigint, type: string): bigint {
+  if (typeof value !== "bigint" || value < min || value > max) {
+    throw new DlmsError("BAD_VALUE", `${type} value ${value} outside ${min}..${max}`);
+  }
+  return value;
+}
+
+function writeData(out: number[], data: Data, depth: number): void {
+  if (depth > AXDR_DEPTH_MAX) throw new DlmsError("TOO_DEEP", `Data nested deeper than ${AXDR_DEPTH_MAX}`);
   out.push(DATA_TAGS[data.type]);
+  switch (data.type) {
+    case "array":
+    case "structure":
+      if (data.value.length > AXDR_ELEMENTS_MAX) {
+        throw new DlmsError("BAD_LENGTH", `${data.value.length} elements (limit ${AXDR_ELEMENTS_MAX})`);
+      }
+      pushBytes(out, encodeLength(data.value.length));
+      for (const item of data.value) writeData(out, item, depth + 1);
+      return;
+    case "compact-array": {
+      writeTypeDescription(out, data.description, depth + 1);
+      const contents: number[] = [];
+      for (const item of data.value) writeDescribed(contents, data.description, item, depth + 1);
+      pushBytes(out, encodeLength(contents.length));
+      pushBytes(out, contents);
+      return;
+    }
+    default:
+      writeValue(out, data);
+  }
+}
+
+function writeTypeDescription(out: number[], d: TypeDescription, depth: number): void {
+  if (depth > AXDR_DEPTH_MAX) throw new DlmsError("TOO_DEEP", `type description deeper than ${AXDR_DEPTH_MAX}`);
+  out.push(DATA_TAGS[d.type]);
+  if (d.type === "array") {
+    intInRange(d.count, 0, 0xffff, "compact-array element count");
+    out.push(d.count >> 8, d.count & 0xff);
+    writeTypeDescription(out, d.element, depth + 1);
+  } else if (d.type === "structure") {
+    pushBytes(out, encodeLength(d.elements.length));
+    for (const e of d.elements) writeTypeDescription(out, e, depth + 1);
+  }
+}
+
+function writeDescribed(out: number[], d: TypeDescription, data: Data, depth: number): void {
+  if (depth > AXDR_DEPTH_MAX) throw new DlmsError("TOO_DEEP", `Data nested deeper than ${AXDR_DEPTH_MAX}`);
+  if (data.type !== d.type) {
+    throw new DlmsError("BAD_VALUE", `compact-array element is ${data.type}, its description says ${d.type}`);
+  }
+  if (d.type === "array" && data.type === "array") {
+    if (data.value.length !== d.count) {
+      throw new DlmsError("BAD_VALUE", `compact-array sub-array of ${data.value.length}, described as ${d.count}`);
+    }
+    for (const item of data.value) writeDescribed(out, d.element, item, depth + 1);
+  } else if (d.type === "structure" && data.type === "structure") {
+    if (data.value.length !== d.elements.length) {
+      throw new DlmsError("BAD_VALUE", `compact-array structure of ${data.value.length}, described as ${d.elements.length}`);
+    }
+    data.value.forEach((item, i) => writeDescribed(out, d.elements[i]!, item, depth + 1));
+  } else {
+    writeValue(out, data);
+  }
+}
+
+/** The untagged value of a simple type. */
+function writeValue(out: number[], data: Data): void {
   switch (data.type) {
     case "null-data":
     case "dont-care":
       return;
     case "array":
     case "structure":
-      out.push(...encodeLength(data.value.length));
-      for (const item of data.value) writeData(out, item);
-      return;
+    case "compact-array":
+      throw new DlmsError("BAD_VALUE", `${data.type} is not a simple type`);
     case "boolean":
       out.push(data.value ? 1 : 0);
       return;
-    case "bit-string":
-      out.push(...encodeLength(data.bits), ...data.value.subarray(0, Math.ceil(data.bits / 8)));
+    case "bit-string": {
+      intInRange(data.bits, 0, 0xffffffff, "bit-string length");
+      if (data.value.length !== Math.ceil(data.bits / 8)) {
+        throw new DlmsError("BAD_VALUE", `bit-string of ${data.bits} bits needs ${Math.ceil(data.bits / 8)} bytes, has ${data.value.length}`);
+      }
+      pushBytes(out, encodeLength(data.bits));
+      pushBytes(out, data.value);
       return;
+    }
     case "double-long":
-      pushView(out, 4, (v) => v.setInt32(0, data.value));
+      pushView(out, 4, (v) => v.setInt32(0, intInRange(data.value, -(2 ** 31), 2 ** 31 - 1, data.type)));
       return;
     case "double-long-unsigned":
-      push32(out, data.value);
+      pushView(out, 4, (v) => v.setUint32(0, intInRange(data.value, 0, 2 ** 32 - 1, data.type)));
       return;
     case "octet-string":
-      out.push(...encodeLength(data.value.length), ...data.value);
+      pushBytes(out, encodeLength(data.value.length));
+      pushBytes(out, data.value);
       return;
-    case "visible-string":
+    case "visible-string": {
+      if (/[^\u0000-\u00ff]/.test(data.value)) {
+        throw new DlmsError("BAD_VALUE", "visible-string holds characters outside one byte (use utf8-string)");
+      }
+      const raw = Buffer.from(data.value, "latin1");
+      pushBytes(out, encodeLength(raw.length));
+      pushBytes(out, raw);
+      return;
+    }
     case "utf8-string": {
-      const raw =
-        data.type === "visible-string" ? Buffer.from(data.value, "latin1") : Buffer.from(data.value, "utf8");
-      out.push(...encodeLength(raw.length), ...raw);
+      const raw = Buffer.from(data.value, "utf8");
+      pushBytes(out, encodeLength(raw.length));
+      pushBytes(out, raw);
       return;
     }
     case "bcd":
     case "unsigned":
     case "enum":
-      out.push(data.value & 0xff);
+      out.push(intInRange(data.value, 0, 255, data.type));
       return;
     case "integer":
-      pushView(out, 1, (v) => v.setInt8(0, data.value));
+      pushView(out, 1, (v) => v.setInt8(0, intInRange(data.value, -128, 127, data.type)));
       return;
     case "long":
-      pushView(out, 2, (v) => v.setInt16(0, data.value));
+      pushView(out, 2, (v) => v.setInt16(0, intInRange(data.value, -32768, 32767, data.type)));
       return;
     case "long-unsigned":
-      pushView(out, 2, (v) => v.setUint16(0, data.value));
+      pushView(out, 2, (v) => v.setUint16(0, intInRange(data.value, 0, 0xffff, data.type)));
       return;
     case "long64":
-      pushView(out, 8, (v) => v.setBigInt64(0, data.value));
+      pushView(out, 8, (v) => v.setBigInt64(0, bigInRange(data.value, -(2n ** 63n), 2n ** 63n - 1n, data.type)));
       return;
     case "long64-unsigned":
-      pushView(out, 8, (v) => v.setBigUint64(0, data.value));
+      pushView(out, 8, (v) => v.setBigUint64(0, bigInRange(data.value, 0n, 2n ** 64n - 1n, data.type)));
       return;
     case "float32":
       pushView(out, 4, (v) => v.setFloat32(0, data.value));
@@ -305,26 +522,21 @@ function writeData(out: number[], data: Data): void {
       pushView(out, 8, (v) => v.setFloat64(0, data.value));
       return;
     case "date-time":
-      out.push(...encodeDateTimeBytes(data.value));
+      pushBytes(out, encodeDateTimeBytes(data.value));
       return;
-    case "date":
-      out.push(
-        ((data.value.year ?? 0xffff) >> 8) & 0xff,
-        (data.value.year ?? 0xffff) & 0xff,
-        data.value.month ?? 0xff,
-        data.value.day ?? 0xff,
-        data.value.dayOfWeek ?? 0xff,
-      );
+    case "date": {
+      const year = intInRange(data.value.year ?? 0xffff, 0, 0xffff, "date year");
+      out.push(year >> 8, year & 0xff, ...[data.value.month, data.value.day, data.value.dayOfWeek].map(field8));
       return;
+    }
     case "time":
-      out.push(
-        data.value.hour ?? 0xff,
-        data.value.minute ?? 0xff,
-        data.value.second ?? 0xff,
-        data.value.hundredths ?? 0xff,
-      );
+      out.push(...[data.value.hour, data.value.minute, data.value.second, data.value.hundredths].map(field8));
       return;
   }
+}
+
+function field8(v: number | null): number {
+  return v === null ? NOT_SPECIFIED_8 : intInRange(v, 0, 0xfe, "date/time field");
 }
 
 /** A JSON-friendly rendering (bigints as strings, octet-strings as hex, OBIS-looking strings named). */
@@ -332,6 +544,7 @@ export function dataToJson(data: Data): unknown {
   switch (data.type) {
     case "array":
     case "structure":
+    case "compact-array":
       return { [data.type]: data.value.map(dataToJson) };
     case "octet-string":
       return data.value.length === 6

@@ -10,6 +10,7 @@ export type DlmsErrorCode =
   | "BAD_WRAPPER"
   | "BAD_ADDRESS"
   | "BAD_OBIS"
+  | "BAD_VALUE"
   | "TOO_DEEP"
   | "UNSUPPORTED"
   | "DECRYPT_FAILED"

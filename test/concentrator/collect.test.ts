@@ -180,7 +180,7 @@ test("a committed record that fails its CRC is never sent; it is kept as a faili
   });
   const dcu = await world.open();
   await world.run(60_000);
-  world.journal.corrupt(3);
+  world.journal.corruptOnRead.add(3);
   dcu.flush();
   dcu.onLinkUp();
   await world.run(30_000);

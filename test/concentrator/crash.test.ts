@@ -72,8 +72,8 @@ test("a journal write failure stalls the commit path loudly and loses nothing af
   let dcu = await world.open();
   dcu.onLinkUp();
   await world.run(60_000);
-  world.journal.failNextAppend = true;
-  await assert.rejects(world.run(30_000), /EIO/);
+  world.storage.failAfterBytes(0); // the supply dies in the next append
+  await assert.rejects(world.run(30_000), /POWER_LOST/);
   const packs = dcu.packs() as { commit: { commit_state: string; write_fail_cnt: number } };
   assert.equal(packs.commit.commit_state, "STALLED");
   assert.equal(packs.commit.write_fail_cnt, 1);

@@ -10,7 +10,6 @@ import {
   type ConcentratorConfig,
   decodeAlert,
   encodeAck,
-  type JournalEntry,
   MemoryDcuStore,
   type PublishOptions,
   SimMeterFleet,
@@ -23,6 +22,9 @@ import {
   decodeBatch,
   decodeEventRecord,
   decodeReadingRecord,
+  Journal,
+  type JournalEntry,
+  MemoryJournalStorage,
   MemorySecureElement,
   SeededRandom,
   verifyBatch,
@@ -38,87 +40,64 @@ export class FakeClock {
   }
 }
 
-/**
- * Journal double: appends become durable together at the next microtask (one "fdatasync" per group);
- * `crash()` drops whatever was not yet durable, `reopen()` starts the next recovery epoch.
- */
-export class FakeJournal implements CommitJournal {
-  private durable: JournalEntry[] = [];
-  private pendingEntries: {
-    entry: JournalEntry;
-    resolve: (v: { commitId: number; epoch: number }) => void;
-  }[] = [];
-  private next = 1;
-  private released = 0;
-  epoch = 1;
-  syncs = 0;
-  /** Every entry that ever became durable, released or not: what "committed" means in the checks. */
-  readonly everCommitted: JournalEntry[] = [];
-  failNextAppend = false;
+/** What the journal ever reported durable, across power cuts: the reference of the crash checks. */
+export class CommitLedger {
+  readonly committed = new Map<number, Uint8Array>();
+  readonly conflicts: string[] = [];
 
-  nextCommitId(): number {
-    return this.next;
+  note(commitId: number, payload: Uint8Array): void {
+    const known = this.committed.get(commitId);
+    if (known === undefined) this.committed.set(commitId, payload.slice());
+    else if (!bytesEqual(known, payload))
+      this.conflicts.push(`commit_id ${commitId} holds two different records`);
   }
+}
 
-  append(payload: Uint8Array): Promise<{ commitId: number; epoch: number }> {
-    if (this.failNextAppend) {
-      this.failNextAppend = false;
-      return Promise.reject(new Error("EIO: injected write failure"));
-    }
-    const entry = { commitId: this.next++, payload: payload.slice() };
-    return new Promise((resolve) => {
-      if (this.pendingEntries.length === 0) queueMicrotask(() => this.sync());
-      this.pendingEntries.push({ entry, resolve });
+/**
+ * src/evidence's Journal (over MemoryJournalStorage) seen through the CommitJournal port, noting every
+ * durable record in the ledger: acknowledged group commits, and whatever recovery finds when read.
+ * `corruptOnRead` flips a byte of a record on its way out (storage readback / RAM corruption).
+ */
+export class TrackedJournal implements CommitJournal {
+  readonly corruptOnRead = new Set<number>();
+
+  constructor(
+    readonly inner: Journal,
+    private readonly ledger: CommitLedger,
+  ) {}
+
+  get epoch(): number {
+    return this.inner.epoch;
+  }
+  nextCommitId(): number {
+    return this.inner.nextCommitId();
+  }
+  lastCommitId(): number {
+    return this.inner.lastCommitId();
+  }
+  releasedThrough(): number {
+    return this.inner.releasedThrough();
+  }
+  metrics(): object {
+    return this.inner.metrics();
+  }
+  async appendMany(payloads: readonly Uint8Array[]) {
+    const result = await this.inner.appendMany(payloads);
+    for (const [i, payload] of payloads.entries()) this.ledger.note(result.firstCommitId + i, payload);
+    return result;
+  }
+  async readFrom(commitId: number, limit: number): Promise<JournalEntry[]> {
+    const entries = await this.inner.readFrom(commitId, limit);
+    return entries.map((entry) => {
+      this.ledger.note(entry.commitId, entry.payload);
+      if (!this.corruptOnRead.has(entry.commitId)) return entry;
+      const payload = entry.payload.slice();
+      payload[payload.length - 1] = (payload[payload.length - 1] as number) ^ 0xff;
+      return { ...entry, payload };
     });
   }
-
-  private sync(): void {
-    this.syncs++;
-    const group = this.pendingEntries;
-    this.pendingEntries = [];
-    for (const { entry } of group) {
-      this.durable.push(entry);
-      this.everCommitted.push(entry);
-    }
-    for (const { entry, resolve } of group) resolve({ commitId: entry.commitId, epoch: this.epoch });
-  }
-
-  async readFrom(commitId: number, limit: number): Promise<JournalEntry[]> {
-    const out: JournalEntry[] = [];
-    for (const entry of this.durable) {
-      if (entry.commitId >= commitId && entry.commitId > this.released) out.push(entry);
-      if (out.length >= limit) break;
-    }
-    return out;
-  }
-
-  async releaseThrough(commitId: number): Promise<void> {
-    if (commitId > this.released) this.released = commitId;
-    this.durable = this.durable.filter((e) => e.commitId > this.released);
-  }
-
-  releasedThrough(): number {
-    return this.released;
-  }
-
-  lastCommitId(): number {
-    const last = this.durable[this.durable.length - 1];
-    return last === undefined ? this.released : last.commitId;
-  }
-
-  /** Power cut: whatever was not durable is gone; the next commit_id continues after the durable tail. */
-  crash(): void {
-    this.pendingEntries = [];
-    this.next = this.lastCommitId() + 1;
-  }
-
-  reopen(): void {
-    this.epoch++;
-  }
-
-  corrupt(commitId: number): void {
-    const entry = this.durable.find((e) => e.commitId === commitId);
-    if (entry !== undefined) (entry.payload[entry.payload.length - 1] as number) ^= 0xff;
+  releaseThrough(commitId: number): Promise<void> {
+    return this.inner.releaseThrough(commitId);
   }
 }
 
@@ -294,17 +273,18 @@ export class TestHeadEnd {
  */
 export function committedProblems(world: World): string[] {
   const problems = [...world.headEnd.problems, ...world.headEnd.chainProblems()];
+  problems.push(...world.ledger.conflicts);
   const committed = new Set<string>();
   const released = world.journal.releasedThrough();
-  for (const entry of world.journal.everCommitted) {
-    const record = decodeReadingRecord(entry.payload);
+  for (const [commitId, payload] of world.ledger.committed) {
+    const record = decodeReadingRecord(payload);
     const key = `${record.meterId}/${record.seq}`;
     if (committed.has(key)) problems.push(`${key} committed twice`);
     committed.add(key);
     const stored = world.headEnd.readings.get(key);
-    if (stored === undefined && entry.commitId <= released) problems.push(`${key} released but never stored`);
-    if (stored !== undefined && stored.commitId !== entry.commitId) {
-      problems.push(`${key} stored with commit_id ${stored.commitId}, committed as ${entry.commitId}`);
+    if (stored === undefined && commitId <= released) problems.push(`${key} released but never stored`);
+    if (stored !== undefined && stored.commitId !== commitId) {
+      problems.push(`${key} stored with commit_id ${stored.commitId}, committed as ${commitId}`);
     }
   }
   for (const key of world.headEnd.readings.keys()) {
@@ -333,7 +313,10 @@ export function committedProblems(world: World): string[] {
 /** A whole concentrator world in virtual time: meters, journal, store, link, head-end. */
 export class World {
   readonly clock: FakeClock;
-  readonly journal = new FakeJournal();
+  /** The journal's medium: survives "crashes"; power cuts keep a random prefix of unsynced bytes. */
+  readonly storage = new MemoryJournalStorage();
+  readonly ledger = new CommitLedger();
+  journal!: TrackedJournal;
   readonly store = new MemoryDcuStore();
   readonly secureElement: MemorySecureElement;
   readonly transport: MemoryTransport;
@@ -374,6 +357,11 @@ export class World {
   async open(resetReason = "POWER_ON"): Promise<Concentrator> {
     const generation = this.generation;
     const alive = () => generation === this.generation;
+    const inner = await Journal.open({
+      storage: gate(this.storage, alive, true),
+      clockMs: () => this.clock.now,
+    });
+    this.journal = new TrackedJournal(inner, this.ledger);
     this.dcu = await Concentrator.open(
       {
         dcuId: "DCU-1",
@@ -413,14 +401,13 @@ export class World {
    *  what was not durable, and a new concentrator recovers over the same journal and store. */
   async crashAndRestart(): Promise<Concentrator> {
     this.generation++;
-    this.journal.crash();
-    this.journal.reopen();
+    this.storage.powerCut(this.random);
     return this.open("UNCLEAN_RESTART");
   }
 }
 
 const ASYNC_PORT_METHODS = new Set([
-  "append",
+  "appendMany",
   "readFrom",
   "releaseThrough",
   "loadState",
@@ -434,14 +421,14 @@ const ASYNC_PORT_METHODS = new Set([
   "readEvents",
 ]);
 
-/** After a crash the old process does nothing more: its IO calls never complete. */
-function gate<T extends object>(target: T, alive: () => boolean): T {
+/** After a crash the old process does nothing more: its IO calls never complete. `all`: every method is IO. */
+function gate<T extends object>(target: T, alive: () => boolean, all = false): T {
   return new Proxy(target, {
     get(object, property, receiver) {
       const value = Reflect.get(object, property, receiver);
       if (typeof value !== "function") return value;
       return (...args: unknown[]) => {
-        if (!alive() && ASYNC_PORT_METHODS.has(String(property))) return new Promise(() => {});
+        if (!alive() && (all || ASYNC_PORT_METHODS.has(String(property)))) return new Promise(() => {});
         return (value as (...a: unknown[]) => unknown).apply(object, args);
       };
     },

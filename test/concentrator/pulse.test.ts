@@ -11,6 +11,7 @@ import {
   PulseMeterReader,
   pulseReadingValue,
   S0_PULSE_WIDTH_MIN_US,
+  snapshotAligned,
   WidthHistogram,
 } from "../../src/concentrator/index.ts";
 
@@ -266,6 +267,19 @@ test("atomic snapshots: seq-numbered, count and time from one state; older edges
   assert.equal(input.evidence().edge_order_err_cnt, 1);
   assert.throws(() => input.snapshot(a.captureUs), { code: "BAD_READING" });
   assert.throws(() => input.edge(-1, 1), { code: "BAD_READING" });
+});
+
+test("aligned snapshots: two channels captured at one instant", () => {
+  const a = s0();
+  const b = s0();
+  const sa = new Signal();
+  const sb = new Signal();
+  for (let i = 0; i < 6; i++) sa.pulse();
+  for (let i = 0; i < 3; i++) sb.pulse(40_000, 160_000);
+  sa.feed(a);
+  sb.feed(b);
+  const [x, y] = snapshotAligned([a, b], 600_000);
+  assert.deepEqual([x?.captureUs, x?.count, y?.captureUs, y?.count], [600_000, 6, 600_000, 3]);
 });
 
 test("pulse constants: exact scaler_unit values for energy and volume", () => {

@@ -8,7 +8,7 @@ import type { TimeQuality } from "../../evidence/index.ts";
 /** Recent SEQ_GAP / COMMIT_GAP / failing samples kept verbatim. */
 export const EVIDENCE_LOG_MAX = 256;
 /** commit_latency samples kept for the p99. */
-export const COMMIT_LATENCY_SAMPLES_MAX = 4096;
+export const POLL_TO_COMMIT_LATENCY_SAMPLES_MAX = 4096;
 /** Meters tracked in the per-meter buckets (the concentrator's configured fleet bound). */
 export const METERS_MAX = 10_000;
 
@@ -94,7 +94,7 @@ export class ConcentratorCounters {
   readonly seqGaps = new EvidenceLog<SeqGapEntry>();
   readonly commitGaps = new EvidenceLog<CommitGapEntry>();
   readonly failingSamples = new EvidenceLog<{ commitId: number; hex: string; reason: string }>();
-  readonly commitLatencyMs = new SampleRing(COMMIT_LATENCY_SAMPLES_MAX);
+  readonly commitLatencyMs = new SampleRing(POLL_TO_COMMIT_LATENCY_SAMPLES_MAX);
   readonly timeQualityDistribution: Record<TimeQuality, number> = { RTC_ONLY: 0, SYNCED: 0, HOLDOVER: 0 };
   // reconcile / recovery
   recoveryReplayedRecords = 0;

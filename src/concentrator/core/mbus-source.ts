@@ -1,6 +1,9 @@
 import type { ReadingValue } from "../../evidence/index.ts";
 import {
   isMbusError,
+  MBUS_REQUEST_RETRIES_DEFAULT,
+  MBUS_REQUEST_RETRIES_MAX,
+  MBUS_RESPONSE_TIMEOUT_MS,
   type MbusDataRecord,
   MbusDecodeStats,
   type MbusDecodeStatsJson,
@@ -67,6 +70,8 @@ export interface MbusMeterConfig {
   readonly address: MbusMeterAddress;
   /** EN 13757-3 medium to map with when the telegram carries none (short header, fixed structure). */
   readonly medium?: number;
+  /** This meter's response timeout (a slow or low-baud meter), instead of the source's. */
+  readonly responseTimeoutMs?: number;
 }
 
 export interface MbusBusConfig {
@@ -172,8 +177,8 @@ export class MbusMeterSource implements MeterReader {
         `${meters.length} M-Bus meters, at most ${MBUS_SOURCE_METERS_MAX}`,
       );
     }
-    for (const meter of meters) checkMeterConfig(meter, this.buses, this.meters);
     for (const meter of meters) {
+      checkMeterConfig(meter, this.buses, this.meters);
       this.meters.set(meter.meterId, {
         config: meter,
         stats: new MbusDecodeStats(),
@@ -283,23 +288,35 @@ export class MbusMeterSource implements MeterReader {
   }
 
   private async readout(meter: MeterState, transport: MbusTransport): Promise<MbusReadout> {
-    const quarantined = meter.consecutiveFailures >= this.quarantineAfter;
     const master = new MbusMaster(transport, {
       stats: meter.stats,
       telegramsMax: this.telegramsMax,
-      ...(this.responseTimeoutMs === undefined ? {} : { responseTimeoutMs: this.responseTimeoutMs }),
-      ...(quarantined ? { retries: 0 } : this.retries === undefined ? {} : { retries: this.retries }),
+      responseTimeoutMs: this.timeoutMs(meter),
+      retries: this.attempts(meter) - 1,
     });
     const address = meter.config.address;
-    if (address.kind === "secondary") {
-      try {
-        return await master.readoutSecondary(address.secondary);
-      } finally {
-        // EN 13757-3: SND_NKE to 0xFD deselects, so the next meter's selection starts from a clean bus.
-        await master.sendNke(0xfd).catch(() => undefined);
-      }
-    }
+    // A new selection deselects every slave that does not match it (EN 13757-3), so no deselect is sent.
+    if (address.kind === "secondary") return master.readoutSecondary(address.secondary);
     return master.readout(address.primary);
+  }
+
+  private timeoutMs(meter: MeterState): number {
+    return meter.config.responseTimeoutMs ?? this.responseTimeoutMs ?? MBUS_RESPONSE_TIMEOUT_MS;
+  }
+
+  private attempts(meter: MeterState): number {
+    if (meter.consecutiveFailures >= this.quarantineAfter) return 1;
+    return 1 + Math.min(this.retries ?? MBUS_REQUEST_RETRIES_DEFAULT, MBUS_REQUEST_RETRIES_MAX);
+  }
+
+  /**
+   * The longest a read of this meter can hold its bus: every request (SND_NKE or selection, then one
+   * REQ_UD2 per telegram) times out on every attempt. A poll scheduler sizes its cycle with it.
+   */
+  worstCaseReadMs(meterId: string): number {
+    const meter = this.meters.get(meterId);
+    if (meter === undefined) throw new ConcentratorError("BAD_CONFIG", `no M-Bus meter ${meterId}`);
+    return (1 + this.telegramsMax) * this.attempts(meter) * this.timeoutMs(meter);
   }
 
   private toReading(meter: MeterState, readout: MbusReadout): MeterReading {
@@ -342,6 +359,9 @@ export class MbusMeterSource implements MeterReader {
         if (meter.config.medium === undefined) medium = header.medium;
       }
       if (header !== null && header.kind !== "fixed") meter.lastAccessNumber = header.accessNumber;
+    }
+    if (identification === null && expectedIdentity(address) !== null) {
+      throw wrongMeter("no long header: the identification cannot be checked", meterId);
     }
     if (!readout.complete) meter.readoutsIncomplete++;
     if (medium === null) {
@@ -500,6 +520,16 @@ function checkMeterConfig(
     throw new ConcentratorError(
       "BAD_CONFIG",
       "secondary identification must be 8 decimal digits (no wildcards)",
+      where,
+    );
+  }
+  if (
+    meter.responseTimeoutMs !== undefined &&
+    (!Number.isSafeInteger(meter.responseTimeoutMs) || meter.responseTimeoutMs < 1)
+  ) {
+    throw new ConcentratorError(
+      "BAD_CONFIG",
+      `response timeout must be a positive ms, got ${meter.responseTimeoutMs}`,
       where,
     );
   }

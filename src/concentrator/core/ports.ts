@@ -1,4 +1,4 @@
-import type { ReadingValue } from "../../evidence/index.ts";
+import type { JournalEntry, ReadingValue } from "../../evidence/index.ts";
 
 // The world the concentrator core is handed (DESIGN.md: a deterministic core with thin shells). The
 // runtime wires real files, MQTT and the wall clock; tests and the lab wire memory and virtual time.
@@ -34,15 +34,9 @@ export interface MeterConfig {
   readonly port: string;
 }
 
-/** One committed journal entry as the concentrator sees it. */
-export interface JournalEntry {
-  readonly commitId: number;
-  readonly payload: Uint8Array;
-}
-
 /**
- * The append-only journal of seed 003 H2-5 as the pipeline uses it (adapter over src/evidence's
- * Journal). commit_id is the journal's; the concentrator stamps it into the reading record before the
+ * The append-only journal of seed 003 H2-5 as the pipeline uses it: src/evidence's `Journal` satisfies
+ * it as is. commit_id is the journal's; the concentrator stamps it into the reading record before the
  * append (see README "commit_id").
  */
 export interface CommitJournal {
@@ -50,8 +44,11 @@ export interface CommitJournal {
   readonly epoch: number;
   /** The commit_id the next append will receive. */
   nextCommitId(): number;
-  /** Resolves after the entry is durable (fdatasync); commit_ids follow the call order. */
-  append(payload: Uint8Array): Promise<{ commitId: number; epoch: number }>;
+  /** One group commit: resolves after the records and their commit frame are durable (fdatasync);
+   *  the records get consecutive commit_ids from nextCommitId(), in call order. */
+  appendMany(
+    payloads: readonly Uint8Array[],
+  ): Promise<{ firstCommitId: number; lastCommitId: number; epoch: number }>;
   /** Committed entries with commitId ≥ `commitId`, ascending, at most `limit`. */
   readFrom(commitId: number, limit: number): Promise<JournalEntry[]>;
   /** Head-end acknowledged everything through `commitId`: the space may be reclaimed. */
@@ -60,6 +57,8 @@ export interface CommitJournal {
   releasedThrough(): number;
   /** Highest durable commit_id (0 when empty). */
   lastCommitId(): number;
+  /** The journal's own evidence (write_stall_cnt, commit_latency_p99, recovery…), carried in the commit pack. */
+  metrics?(): object;
 }
 
 /** What the concentrator keeps beside the journal, written atomically (write-temp, fsync, rename). */

@@ -19,7 +19,7 @@ import type { Clock, MeterReader, MeterReading } from "./ports.ts";
 //  3. Snapshots: count and capture time taken in one step from one state, seq-numbered, converted into
 //     reading values through the meter's pulse constant (imp/kWh or imp/m³).
 //
-// Adaptive debounce rule (documented in the README of this folder too):
+// Adaptive debounce rule:
 //  - Every excursion shorter than the meter's specified minimum pulse width (or minimum pause, for low
 //    excursions) is by specification not a real pulse: its width goes into a glitch-width histogram
 //    (quarter-octave buckets), whether the current window rejected it or not. So the histogram sees the
@@ -612,6 +612,14 @@ export class PulseInput {
       snapshot_seq: this.seq,
     };
   }
+}
+
+/**
+ * Snapshots of several inputs at one capture time (seed 003 H2-3: "Multi-channel pulses cannot be
+ * reconciled because timing alignment is missing"): every count in the result covers the same instant.
+ */
+export function snapshotAligned(inputs: readonly PulseInput[], captureUs: number): PulseSnapshot[] {
+  return inputs.map((input) => input.snapshot(captureUs));
 }
 
 // ───────────────────────────── pulse constant → reading value ─────────────────────────────

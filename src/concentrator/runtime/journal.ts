@@ -1,9 +1,7 @@
-// shell: the concentrator's journal on disk — src/evidence's crash-safe Journal (group commit with
-// fdatasync, commit frames, checkpoints, recovery epochs) on the real filesystem, behind the pipeline's
-// CommitJournal port.
+// shell: the concentrator's journal on disk — src/evidence's crash-safe Journal over the filesystem.
 import { FsJournalStorage, Journal } from "../../evidence/index.ts";
-import type { CommitJournal } from "../core/ports.ts";
 
-export async function openFileJournal(dir: string): Promise<CommitJournal & { close(): Promise<void> }> {
+/** Opens (recovering if needed) the journal in `dir`; an unclean previous stop opens a new recovery epoch. */
+export async function openFileJournal(dir: string): Promise<Journal> {
   return Journal.open({ storage: await FsJournalStorage.open(dir), clockMs: () => performance.now() });
 }
