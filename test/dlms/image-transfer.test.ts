@@ -21,8 +21,10 @@ async function meterOnTcp() {
     { id: "MTR-IMG", secureElement: new MemorySecureElement("MTR-IMG", Uint8Array.of(5)), factoryTimeMs: T0 },
     T0,
   );
-  for (let i = 0; i < 1800; i++)
-    meter.step((t += 1000), { vRms: 230, i1Rms: 8, phiDeg: 5, frequencyHz: 50, harmonics: [] });
+  for (let i = 0; i < 1800; i++) {
+    t += 1000;
+    meter.step(t, { vRms: 230, i1Rms: 8, phiDeg: 5, frequencyHz: 50, harmonics: [] });
+  }
   const firmware = meter.attachFirmware({ caCertificateDer: pki.ca.certificateDer }, HW, () => t);
   firmware.provision(GOLDEN_APP, GOLDEN_COMMS);
   firmware.boot();
