@@ -267,3 +267,52 @@ test("HLS-GMAC: wrong keys are refused with a clear error; a replayed invocation
   assert.equal(answer?.[0], 0xd8, "exception response to a replay");
   assert.equal(session.securityRefusals, 1);
 });
+
+test("over real TCP with HLS-GMAC: every object of the meter's model is readable ciphered, with selective access on the profile", async () => {
+  const { meter, now } = meterWithHistory();
+  const server = await listenDlms(0, meterObjectModel({ meter, trueNowMs: now }), {
+    lowLevelPassword: PASSWORD,
+    hls: METER_CTX,
+    challenge: (n) => new Uint8Array(n).fill(0x3c),
+  });
+  try {
+    const { client, close } = await connectDlms("127.0.0.1", server.port, 1);
+    await client.associateHls(CLIENT_CTX, new Uint8Array(16).fill(0x44));
+    const objects: [number, string, number][] = [
+      [8, "0.0.1.0.0.255", 2],
+      [1, "1.0.0.2.0.255", 2],
+      [1, "1.0.0.2.8.255", 2],
+      [1, "0.0.96.1.0.255", 2],
+      [3, "1.0.1.8.0.255", 2],
+      [3, "1.0.2.8.0.255", 2],
+      [3, "1.0.32.7.0.255", 2],
+      [3, "1.0.31.7.0.255", 2],
+      [3, "1.0.1.7.0.255", 2],
+      [3, "1.0.13.7.0.255", 2],
+      [7, "1.0.99.1.0.255", 2],
+      [7, "0.0.99.98.0.255", 2],
+      [7, "0.0.99.98.1.255", 2],
+      [70, "0.0.96.3.10.255", 2],
+    ];
+    for (const [classId, obis, attribute] of objects) {
+      const value = await client.get(classId, parseObis(obis), attribute);
+      assert.ok(value.type !== "null-data", `${obis} returned ${value.type}`);
+    }
+    const octets = (ms: number): Data => ({
+      type: "octet-string",
+      value: encodeData({ type: "date-time", value: dateTimeFromMs(ms) }).subarray(1),
+    });
+    const selected = await client.get(7, parseObis("1.0.99.1.0.255"), 2, {
+      selector: 1,
+      parameters: {
+        type: "structure",
+        value: [{ type: "null-data" }, octets(T0), octets(T0 + 3600_000), { type: "array", value: [] }],
+      },
+    });
+    assert.equal((selected as { value: Data[] }).value.length, 5);
+    await client.release();
+    close();
+  } finally {
+    await server.close();
+  }
+});
