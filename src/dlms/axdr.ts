@@ -147,7 +147,14 @@ export const CLOCK_STATUS = {
  */
 export function dateTimeToMs(dt: CosemDateTime): number | null {
   const { year, month, day, hour, minute, second } = dt;
-  if (year === null || month === null || day === null || hour === null || minute === null || second === null) {
+  if (
+    year === null ||
+    month === null ||
+    day === null ||
+    hour === null ||
+    minute === null ||
+    second === null
+  ) {
     return null;
   }
   if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59) return null;
@@ -177,20 +184,30 @@ interface Budget {
 function spend(budget: Budget, r: DlmsReader, count = 1): void {
   budget.elements -= count;
   if (budget.elements < 0) {
-    throw new DlmsError("BAD_LENGTH", `more than ${AXDR_TOTAL_ELEMENTS_MAX} Data elements in one value`, r.offset);
+    throw new DlmsError(
+      "BAD_LENGTH",
+      `more than ${AXDR_TOTAL_ELEMENTS_MAX} Data elements in one value`,
+      r.offset,
+    );
   }
 }
 
 export function decodeData(bytes: Uint8Array): Data {
   const r = new DlmsReader(bytes);
   const data = readData(r, 0);
-  if (r.remaining !== 0) throw new DlmsError("TRAILING_BYTES", `${r.remaining} bytes after the Data value`, r.offset);
+  if (r.remaining !== 0)
+    throw new DlmsError("TRAILING_BYTES", `${r.remaining} bytes after the Data value`, r.offset);
   return data;
 }
 
 /** Reads one tagged Data value at the reader's position. */
-export function readData(r: DlmsReader, depth: number, budget: Budget = { elements: AXDR_TOTAL_ELEMENTS_MAX }): Data {
-  if (depth > AXDR_DEPTH_MAX) throw new DlmsError("TOO_DEEP", `Data nested deeper than ${AXDR_DEPTH_MAX}`, r.offset);
+export function readData(
+  r: DlmsReader,
+  depth: number,
+  budget: Budget = { elements: AXDR_TOTAL_ELEMENTS_MAX },
+): Data {
+  if (depth > AXDR_DEPTH_MAX)
+    throw new DlmsError("TOO_DEEP", `Data nested deeper than ${AXDR_DEPTH_MAX}`, r.offset);
   const at = r.offset;
   const tag = r.u8("Data tag");
   spend(budget, r);
@@ -231,7 +248,8 @@ function readCount(r: DlmsReader, what: string, at: number): number {
     count = 0;
     for (let i = 0; i < n; i++) count = count * 256 + r.u8(what);
   }
-  if (count > AXDR_ELEMENTS_MAX) throw new DlmsError("BAD_LENGTH", `${count} elements (limit ${AXDR_ELEMENTS_MAX})`, at);
+  if (count > AXDR_ELEMENTS_MAX)
+    throw new DlmsError("BAD_LENGTH", `${count} elements (limit ${AXDR_ELEMENTS_MAX})`, at);
   return count;
 }
 
@@ -259,7 +277,8 @@ function readTypeDescription(r: DlmsReader, depth: number): TypeDescription {
 }
 
 function readDescribed(r: DlmsReader, d: TypeDescription, depth: number, budget: Budget): Data {
-  if (depth > AXDR_DEPTH_MAX) throw new DlmsError("TOO_DEEP", `Data nested deeper than ${AXDR_DEPTH_MAX}`, r.offset);
+  if (depth > AXDR_DEPTH_MAX)
+    throw new DlmsError("TOO_DEEP", `Data nested deeper than ${AXDR_DEPTH_MAX}`, r.offset);
   spend(budget, r);
   if (d.type === "array") {
     const value: Data[] = [];
@@ -329,7 +348,12 @@ function readValue(r: DlmsReader, tag: number, at: number): Data {
       const year = (b[0]! << 8) | b[1]!;
       return {
         type: "date",
-        value: { year: year === 0xffff ? null : year, month: opt8(b[2]!), day: opt8(b[3]!), dayOfWeek: opt8(b[4]!) },
+        value: {
+          year: year === 0xffff ? null : year,
+          month: opt8(b[2]!),
+          day: opt8(b[3]!),
+          dayOfWeek: opt8(b[4]!),
+        },
       };
     }
     case 27: {
@@ -416,7 +440,8 @@ function writeData(out: number[], data: Data, depth: number): void {
 }
 
 function writeTypeDescription(out: number[], d: TypeDescription, depth: number): void {
-  if (depth > AXDR_DEPTH_MAX) throw new DlmsError("TOO_DEEP", `type description deeper than ${AXDR_DEPTH_MAX}`);
+  if (depth > AXDR_DEPTH_MAX)
+    throw new DlmsError("TOO_DEEP", `type description deeper than ${AXDR_DEPTH_MAX}`);
   out.push(DATA_TAGS[d.type]);
   if (d.type === "array") {
     intInRange(d.count, 0, 0xffff, "compact-array element count");
@@ -435,12 +460,18 @@ function writeDescribed(out: number[], d: TypeDescription, data: Data, depth: nu
   }
   if (d.type === "array" && data.type === "array") {
     if (data.value.length !== d.count) {
-      throw new DlmsError("BAD_VALUE", `compact-array sub-array of ${data.value.length}, described as ${d.count}`);
+      throw new DlmsError(
+        "BAD_VALUE",
+        `compact-array sub-array of ${data.value.length}, described as ${d.count}`,
+      );
     }
     for (const item of data.value) writeDescribed(out, d.element, item, depth + 1);
   } else if (d.type === "structure" && data.type === "structure") {
     if (data.value.length !== d.elements.length) {
-      throw new DlmsError("BAD_VALUE", `compact-array structure of ${data.value.length}, described as ${d.elements.length}`);
+      throw new DlmsError(
+        "BAD_VALUE",
+        `compact-array structure of ${data.value.length}, described as ${d.elements.length}`,
+      );
     }
     data.value.forEach((item, i) => writeDescribed(out, d.elements[i]!, item, depth + 1));
   } else {
@@ -464,7 +495,10 @@ function writeValue(out: number[], data: Data): void {
     case "bit-string": {
       intInRange(data.bits, 0, 0xffffffff, "bit-string length");
       if (data.value.length !== Math.ceil(data.bits / 8)) {
-        throw new DlmsError("BAD_VALUE", `bit-string of ${data.bits} bits needs ${Math.ceil(data.bits / 8)} bytes, has ${data.value.length}`);
+        throw new DlmsError(
+          "BAD_VALUE",
+          `bit-string of ${data.bits} bits needs ${Math.ceil(data.bits / 8)} bytes, has ${data.value.length}`,
+        );
       }
       pushBytes(out, encodeLength(data.bits));
       pushBytes(out, data.value);
@@ -482,7 +516,10 @@ function writeValue(out: number[], data: Data): void {
       return;
     case "visible-string": {
       if (/[^\u0000-\u00ff]/.test(data.value)) {
-        throw new DlmsError("BAD_VALUE", "visible-string holds characters outside one byte (use utf8-string)");
+        throw new DlmsError(
+          "BAD_VALUE",
+          "visible-string holds characters outside one byte (use utf8-string)",
+        );
       }
       const raw = Buffer.from(data.value, "latin1");
       pushBytes(out, encodeLength(raw.length));
@@ -510,7 +547,9 @@ function writeValue(out: number[], data: Data): void {
       pushView(out, 2, (v) => v.setUint16(0, intInRange(data.value, 0, 0xffff, data.type)));
       return;
     case "long64":
-      pushView(out, 8, (v) => v.setBigInt64(0, bigInRange(data.value, -(2n ** 63n), 2n ** 63n - 1n, data.type)));
+      pushView(out, 8, (v) =>
+        v.setBigInt64(0, bigInRange(data.value, -(2n ** 63n), 2n ** 63n - 1n, data.type)),
+      );
       return;
     case "long64-unsigned":
       pushView(out, 8, (v) => v.setBigUint64(0, bigInRange(data.value, 0n, 2n ** 64n - 1n, data.type)));
@@ -526,7 +565,11 @@ function writeValue(out: number[], data: Data): void {
       return;
     case "date": {
       const year = intInRange(data.value.year ?? 0xffff, 0, 0xffff, "date year");
-      out.push(year >> 8, year & 0xff, ...[data.value.month, data.value.day, data.value.dayOfWeek].map(field8));
+      out.push(
+        year >> 8,
+        year & 0xff,
+        ...[data.value.month, data.value.day, data.value.dayOfWeek].map(field8),
+      );
       return;
     }
     case "time":

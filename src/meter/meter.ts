@@ -89,6 +89,8 @@ export interface MeterOptions {
   readonly factoryTimeMs?: number;
   /** Skip the secure element's seq counter of the event log (the lab's big fleets); default on. */
   readonly logSeqCounter?: boolean;
+  /** Safeguard switch for the lab's mutation checks only: false leaves clock steps unrecorded. */
+  readonly sealTimeSteps?: boolean;
 }
 
 export interface MeterStatus {
@@ -116,6 +118,7 @@ export class Meter {
   private readonly anchor: DualCopyRecord;
   private readonly profile: LoadProfileRing;
   private readonly useSeqCounter: boolean;
+  private readonly sealTimeSteps: boolean;
   private log!: AtomicRingLog;
   private rtc!: Rtc;
   private energy!: EnergyAccumulator;
@@ -149,6 +152,7 @@ export class Meter {
     this.calibration = new CalibrationStore(this.nvm, this.layout.calibration, this.se);
     this.profile = new LoadProfileRing(this.nvm, this.layout.loadProfile);
     this.useSeqCounter = options.logSeqCounter ?? true;
+    this.sealTimeSteps = options.sealTimeSteps ?? true;
   }
 
   /** Powers a meter up for the first time (or from a stored NVM image) at true time `trueNowMs`. */
@@ -499,6 +503,7 @@ export class Meter {
 
   private recordTimeStep(step: TimeStep): void {
     this.timeSteps.push(step);
+    if (!this.sealTimeSteps) return;
     this.seal("TIME_STEP", "MINOR", step.toMs, step.fromMs, step.toMs, {
       cause: step.cause,
       from_ms: step.fromMs,

@@ -4,18 +4,21 @@ import type { CosemDateTime, Data, TypeDescription } from "../../src/dlms/index.
 
 const field = (max: number) => fc.option(fc.integer({ min: 0, max }), { nil: null });
 
-export const dateTimeArb: fc.Arbitrary<CosemDateTime> = fc.record({
-  year: field(0xfffe),
-  month: field(0xfe),
-  day: field(0xfe),
-  dayOfWeek: field(0xfe),
-  hour: field(0xfe),
-  minute: field(0xfe),
-  second: field(0xfe),
-  hundredths: field(0xfe),
-  deviation: fc.option(fc.integer({ min: -0x7fff, max: 0x7fff }), { nil: null }),
-  clockStatus: field(0xfe),
-}, { noNullPrototype: true });
+export const dateTimeArb: fc.Arbitrary<CosemDateTime> = fc.record(
+  {
+    year: field(0xfffe),
+    month: field(0xfe),
+    day: field(0xfe),
+    dayOfWeek: field(0xfe),
+    hour: field(0xfe),
+    minute: field(0xfe),
+    second: field(0xfe),
+    hundredths: field(0xfe),
+    deviation: fc.option(fc.integer({ min: -0x7fff, max: 0x7fff }), { nil: null }),
+    clockStatus: field(0xfe),
+  },
+  { noNullPrototype: true },
+);
 
 /** Simple (non-container) values whose type is `type`. */
 function simpleOf(type: TypeDescription["type"]): fc.Arbitrary<Data> {
@@ -67,7 +70,10 @@ function simpleOf(type: TypeDescription["type"]): fc.Arbitrary<Data> {
     case "date-time":
       return dateTimeArb.map((value) => ({ type, value }));
     case "date":
-      return dateTimeArb.map(({ year, month, day, dayOfWeek }) => ({ type, value: { year, month, day, dayOfWeek } }));
+      return dateTimeArb.map(({ year, month, day, dayOfWeek }) => ({
+        type,
+        value: { year, month, day, dayOfWeek },
+      }));
     case "time":
       return dateTimeArb.map(({ hour, minute, second, hundredths }) => ({
         type,
@@ -109,15 +115,18 @@ export const simpleDataArb: fc.Arbitrary<Data> = fc.constantFrom(...SIMPLE_TYPES
 const descriptionArb: fc.Arbitrary<TypeDescription> = fc.letrec<{ d: TypeDescription }>((tie) => ({
   d: fc.oneof(
     { depthSize: "small", withCrossShrink: true },
-    fc.constantFrom(...SIMPLE_TYPES.filter((t) => t !== "null-data" && t !== "dont-care")).map(
-      (type) => ({ type }) as TypeDescription,
-    ),
+    fc
+      .constantFrom(...SIMPLE_TYPES.filter((t) => t !== "null-data" && t !== "dont-care"))
+      .map((type) => ({ type }) as TypeDescription),
     fc.record(
       { type: fc.constant("array" as const), count: fc.integer({ min: 1, max: 3 }), element: tie("d") },
       { noNullPrototype: true },
     ),
     fc.record(
-      { type: fc.constant("structure" as const), elements: fc.array(tie("d"), { minLength: 1, maxLength: 3 }) },
+      {
+        type: fc.constant("structure" as const),
+        elements: fc.array(tie("d"), { minLength: 1, maxLength: 3 }),
+      },
       { noNullPrototype: true },
     ),
   ),

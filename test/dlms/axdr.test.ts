@@ -87,7 +87,10 @@ test("date-time: the captured clock value and the Austrian push example's summer
   assert.deepEqual(encodeDateTimeBytes(push), parseHex("07 E5 07 13 01 0F 2E 23 00 FF 88 80"));
   // Not-specified fields (0xFF, 0xFFFF, deviation 0x8000) become null and back.
   const open = decodeDateTimeBytes(parseHex("FF FF FF FF FF FF FF FF FF 80 00 FF"));
-  assert.equal(Object.values(open).every((v) => v === null), true);
+  assert.equal(
+    Object.values(open).every((v) => v === null),
+    true,
+  );
   assert.equal(dateTimeToMs(open), null);
   const ms = Date.UTC(2026, 10, 22, 13, 4, 37, 120);
   assert.equal(dateTimeToMs(dateTimeFromMs(ms)), ms);

@@ -32,10 +32,8 @@ const RUNS = Number(process.env.AMIPROOF_FUZZ_RUNS ?? 300);
 // meter, so they check our CRC-16/X.25, field order and byte order independently of our encoder.
 const CAPTURE = {
   ua: "7E A0 1E 03 03 73 40 CC 81 80 12 05 01 80 06 01 80 07 04 00 00 00 01 08 04 00 00 00 01 53 3B 7E",
-  aarq:
-    "7E A0 44 03 03 10 65 94 E6 E6 00 60 36 A1 09 06 07 60 85 74 05 08 01 01 8A 02 07 80 8B 07 60 85 74 05 08 02 01 AC 0A 80 08 78 52 77 50 62 45 78 46 BE 10 04 0E 01 00 00 00 06 5F 1F 04 00 00 7E 1F 01 00 AF DF 7E",
-  aare:
-    "7E A0 37 03 03 30 EF CA E6 E7 00 61 29 A1 09 06 07 60 85 74 05 08 01 01 A2 03 02 01 00 A3 05 A1 03 02 01 00 BE 10 04 0E 08 00 06 5F 1F 04 00 00 18 1D 01 80 00 07 A1 DC 7E",
+  aarq: "7E A0 44 03 03 10 65 94 E6 E6 00 60 36 A1 09 06 07 60 85 74 05 08 01 01 8A 02 07 80 8B 07 60 85 74 05 08 02 01 AC 0A 80 08 78 52 77 50 62 45 78 46 BE 10 04 0E 01 00 00 00 06 5F 1F 04 00 00 7E 1F 01 00 AF DF 7E",
+  aare: "7E A0 37 03 03 30 EF CA E6 E7 00 61 29 A1 09 06 07 60 85 74 05 08 01 01 A2 03 02 01 00 A3 05 A1 03 02 01 00 BE 10 04 0E 08 00 06 5F 1F 04 00 00 18 1D 01 80 00 07 A1 DC 7E",
   rr1: "7E A0 07 03 03 31 94 97 7E",
   getSerial: "7E A0 19 03 03 32 EC C8 E6 E6 00 C0 01 87 00 01 00 00 60 01 00 FF 02 00 FB 98 7E",
   serialResponse:
@@ -57,7 +55,12 @@ test("captured UA decodes: server 1 → client 1, F set, default-sized parameter
   assert.equal(frame.pollFinal, true);
   assert.deepEqual([frame.destination, frame.source], [1, 1]);
   const params = decodeHdlcParameters(frame.information);
-  assert.deepEqual(params, { maxInfoTransmit: 128, maxInfoReceive: 128, windowTransmit: 1, windowReceive: 1 });
+  assert.deepEqual(params, {
+    maxInfoTransmit: 128,
+    maxInfoReceive: 128,
+    windowTransmit: 1,
+    windowReceive: 1,
+  });
   assert.deepEqual(encodeHdlcParameters(params), frame.information);
   assert.deepEqual(
     encodeHdlc({ destination: 1, source: 1, control: hdlcControl.ua(), information: frame.information }),
@@ -101,7 +104,8 @@ test("seed 000's confirmation read: GET of 0.0.96.1.0.255 attribute 2 inside a c
   if (response.kind !== "get-response-normal" || !("data" in response.result)) return assert.fail("no data");
   const data = response.result.data;
   assert.equal(data.type, "octet-string");
-  if (data.type === "octet-string") assert.equal(Buffer.from(data.value).toString("latin1"), "APAnor3094481130");
+  if (data.type === "octet-string")
+    assert.equal(Buffer.from(data.value).toString("latin1"), "APAnor3094481130");
 });
 
 test("captured segmented response (S bit) reassembles into one GET response of 8 capture objects", () => {
@@ -122,9 +126,14 @@ test("captured segmented response (S bit) reassembles into one GET response of 8
 });
 
 test("stream reader: the whole session in odd chunks, with noise, shared flags and a damaged frame", () => {
-  const frames = [CAPTURE.ua, CAPTURE.aarq, CAPTURE.aare, CAPTURE.rr1, CAPTURE.segment1, CAPTURE.segment2].map(
-    parseHex,
-  );
+  const frames = [
+    CAPTURE.ua,
+    CAPTURE.aarq,
+    CAPTURE.aare,
+    CAPTURE.rr1,
+    CAPTURE.segment1,
+    CAPTURE.segment2,
+  ].map(parseHex);
   const damaged = parseHex(CAPTURE.getSerial);
   damaged[15]! ^= 0x40;
   // Shared flag: drop the opening flag of the frame after the UA.
@@ -160,7 +169,10 @@ test("4-byte and 2-byte server addresses split into upper/lower HDLC addresses",
     ),
   );
   assert.equal(frame.destinationBytes, 4);
-  assert.deepEqual(splitServerAddress(frame.destination, 4), { upper: 1, lower: (0x12 >> 1) * 128 + (0x9d >> 1) });
+  assert.deepEqual(splitServerAddress(frame.destination, 4), {
+    upper: 1,
+    lower: (0x12 >> 1) * 128 + (0x9d >> 1),
+  });
   assert.equal(frame.source, 1);
   // Source: published AARE from logical device 1, physical address 16 (source 02 21).
   const aare = decodeHdlc(
@@ -202,9 +214,11 @@ test("control field builders agree with ISO/IEC 13239 values", () => {
 });
 
 test("property: encode → decode round-trips any frame; segmentation → reassembly restores the info", () => {
-  const address = fc.constantFrom<HdlcAddressBytes>(1, 2, 4).chain((bytes) =>
-    fc.record({ bytes: fc.constant(bytes), value: fc.integer({ min: 0, max: 2 ** (7 * bytes) - 1 }) }),
-  );
+  const address = fc
+    .constantFrom<HdlcAddressBytes>(1, 2, 4)
+    .chain((bytes) =>
+      fc.record({ bytes: fc.constant(bytes), value: fc.integer({ min: 0, max: 2 ** (7 * bytes) - 1 }) }),
+    );
   const control = fc.oneof(
     fc.tuple(fc.nat(7), fc.nat(7), fc.boolean()).map(([s, r, p]) => hdlcControl.i(s, r, p)),
     fc.tuple(fc.nat(7), fc.boolean()).map(([r, p]) => hdlcControl.rr(r, p)),
@@ -229,7 +243,14 @@ test("property: encode → decode round-trips any frame; segmentation → reasse
         });
         const frame = decodeHdlc(bytes);
         assert.deepEqual(
-          [frame.destination, frame.destinationBytes, frame.source, frame.sourceBytes, frame.control, frame.segmented],
+          [
+            frame.destination,
+            frame.destinationBytes,
+            frame.source,
+            frame.sourceBytes,
+            frame.control,
+            frame.segmented,
+          ],
           [dst.value, dst.bytes, src.value, src.bytes, ctl, segmented],
         );
         assert.deepEqual(frame.information, info);
@@ -265,16 +286,24 @@ test("property: encode → decode round-trips any frame; segmentation → reasse
 test("reassembly is bounded", () => {
   const reassembler = new HdlcReassembler();
   const chunk = new Uint8Array(2030);
-  assert.throws(() => {
-    for (let i = 0; i < HDLC_REASSEMBLY_BYTES_MAX / 2030 + 2; i++) reassembler.push({ segmented: true, information: chunk });
-  }, { code: "BAD_LENGTH" });
+  assert.throws(
+    () => {
+      for (let i = 0; i < HDLC_REASSEMBLY_BYTES_MAX / 2030 + 2; i++)
+        reassembler.push({ segmented: true, information: chunk });
+    },
+    { code: "BAD_LENGTH" },
+  );
   assert.equal(reassembler.pendingBytes, 0);
 });
 
 test("fuzz: random and mutated bytes make decodeHdlc, the stream reader and the parameter decoder throw only DlmsError", () => {
   const seeds = Object.values(CAPTURE).map(parseHex);
   const mutated = fc
-    .tuple(fc.constantFrom(...seeds), fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 4 }), fc.nat(200))
+    .tuple(
+      fc.constantFrom(...seeds),
+      fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 4 }),
+      fc.nat(200),
+    )
     .map(([seed, flips, cut]) => {
       const out = seed.slice(0, Math.max(1, seed.length - (cut % 4 === 0 ? cut % seed.length : 0)));
       for (const [at, v] of flips) out[at % out.length] = v;

@@ -29,7 +29,15 @@ test("OBIS text forms: dotted, IEC display form, short forms default F to 255", 
   assert.deepEqual(parseObis("0.0.96.1.0"), [0, 0, 96, 1, 0, 255]);
   assert.equal(formatObis([0, 0, 96, 1, 0, 255]), "0.0.96.1.0.255");
   assert.equal(formatObisIec([1, 0, 1, 8, 0, 255]), "1-0:1.8.0*255");
-  for (const bad of ["", "1.0.1.8", "1.0.1.8.0.256", "1-0:1.8.0*999", "a.b.c.d.e.f", "1.0.1.8.0.255.1", "1..1.8.0.255"]) {
+  for (const bad of [
+    "",
+    "1.0.1.8",
+    "1.0.1.8.0.256",
+    "1-0:1.8.0*999",
+    "a.b.c.d.e.f",
+    "1.0.1.8.0.255.1",
+    "1..1.8.0.255",
+  ]) {
     assert.throws(() => parseObis(bad), { code: "BAD_OBIS" }, bad);
   }
   assert.throws(() => obisFromBytes(Uint8Array.of(1, 2, 3)), { code: "BAD_OBIS" });
@@ -63,7 +71,17 @@ test("property: every OBIS code round-trips through both text forms and its 6 by
 
 test("units: the Blue Book codes of the brief, and scaler_unit", () => {
   // Blue Book (IEC 62056-6-2) unit table.
-  const expected: Record<string, number> = { Wh: 30, W: 27, V: 35, A: 33, var: 29, VA: 28, varh: 32, VAh: 31, Hz: 44 };
+  const expected: Record<string, number> = {
+    Wh: 30,
+    W: 27,
+    V: 35,
+    A: 33,
+    var: 29,
+    VA: 28,
+    varh: 32,
+    VAh: 31,
+    Hz: 44,
+  };
   for (const [symbol, code] of Object.entries(expected)) assert.equal(unitSymbol(code), symbol);
   assert.equal(UNIT.Wh, 30);
   assert.equal(unitSymbol(13), "m³");

@@ -48,22 +48,26 @@ test("property: any sequence of frames survives any chunking of the TCP stream",
     apdu: fc.uint8Array({ maxLength: 600 }),
   });
   fc.assert(
-    fc.property(fc.array(frameArb, { maxLength: 6 }), fc.array(fc.integer({ min: 1, max: 97 }), { minLength: 1 }), (frames, cuts) => {
-      const stream = Buffer.concat(frames.map(encodeWrapper));
-      const reassembler = new WrapperReassembler();
-      const out = [];
-      let at = 0;
-      for (let i = 0; at < stream.length; i++) {
-        const size = cuts[i % cuts.length]!;
-        out.push(...reassembler.push(stream.subarray(at, at + size)));
-        at += size;
-      }
-      assert.deepEqual(
-        out.map((f) => [f.sourceWPort, f.destinationWPort, Buffer.from(f.apdu).toString("hex")]),
-        frames.map((f) => [f.sourceWPort, f.destinationWPort, Buffer.from(f.apdu).toString("hex")]),
-      );
-      assert.equal(reassembler.pendingBytes, 0);
-    }),
+    fc.property(
+      fc.array(frameArb, { maxLength: 6 }),
+      fc.array(fc.integer({ min: 1, max: 97 }), { minLength: 1 }),
+      (frames, cuts) => {
+        const stream = Buffer.concat(frames.map(encodeWrapper));
+        const reassembler = new WrapperReassembler();
+        const out = [];
+        let at = 0;
+        for (let i = 0; at < stream.length; i++) {
+          const size = cuts[i % cuts.length]!;
+          out.push(...reassembler.push(stream.subarray(at, at + size)));
+          at += size;
+        }
+        assert.deepEqual(
+          out.map((f) => [f.sourceWPort, f.destinationWPort, Buffer.from(f.apdu).toString("hex")]),
+          frames.map((f) => [f.sourceWPort, f.destinationWPort, Buffer.from(f.apdu).toString("hex")]),
+        );
+        assert.equal(reassembler.pendingBytes, 0);
+      },
+    ),
     { numRuns: RUNS },
   );
 });
@@ -86,7 +90,10 @@ test("fuzz: random and mutated bytes make the wrapper decoders throw only DlmsEr
   });
   fc.assert(
     fc.property(fc.oneof(fc.uint8Array({ maxLength: 40 }), mutated), (bytes) => {
-      for (const fn of [() => decodeWrapper(bytes), () => new WrapperReassembler({ apduBytesMax: 64 }).push(bytes)]) {
+      for (const fn of [
+        () => decodeWrapper(bytes),
+        () => new WrapperReassembler({ apduBytesMax: 64 }).push(bytes),
+      ]) {
         try {
           fn();
         } catch (error) {

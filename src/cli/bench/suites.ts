@@ -2,6 +2,7 @@ import { concentratorSuite } from "./concentrator.ts";
 import { cryptoSuite } from "./crypto.ts";
 import { dlmsSuite } from "./dlms.ts";
 import { journalSuite } from "./journal.ts";
+import { labSuite } from "./lab.ts";
 import { meterSuite } from "./meter.ts";
 import type { BenchSuite } from "./types.ts";
 
@@ -12,4 +13,5 @@ export const BENCH_SUITES: readonly BenchSuite[] = [
   meterSuite,
   dlmsSuite,
   concentratorSuite,
+  labSuite,
 ];
