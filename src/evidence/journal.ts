@@ -126,7 +126,15 @@ export class Journal {
   private stalls = 0;
   private groups = 0;
   private recoveryReport: JournalRecovery | null = null;
-  private segmentCache: { name: string; length: number; entries: JournalEntry[] } | null = null;
+  /** Parsed entries of the segment read last; a grown active segment is parsed only from where it stopped. */
+  private segmentCache: {
+    name: string;
+    length: number;
+    entries: JournalEntry[];
+    parsedTo: number;
+    lastCommitId: number;
+    epoch: number;
+  } | null = null;
 
   private constructor(options: JournalOptions) {
     this.storage = options.storage;
@@ -526,11 +534,29 @@ export class Journal {
 
   private async segmentEntries(name: string): Promise<JournalEntry[]> {
     const data = await this.storage.read(name);
-    if (this.segmentCache?.name === name && this.segmentCache.length === data.length)
-      return this.segmentCache.entries;
+    const cache = this.segmentCache;
+    if (cache?.name === name && cache.length === data.length) return cache.entries;
+    if (cache?.name === name && data.length > cache.length) {
+      // Append-only: what was parsed stays valid; parse the new groups only.
+      const scan = scanSegment(data, cache.parsedTo, cache.lastCommitId, cache.epoch, cache.entries);
+      Object.assign(cache, {
+        length: data.length,
+        parsedTo: scan.commitPtr,
+        lastCommitId: scan.lastCommitId,
+        epoch: scan.epoch,
+      });
+      return cache.entries;
+    }
     const entries: JournalEntry[] = [];
-    scanSegment(data, 0, segmentFirstId(name) - 1, 0, entries);
-    this.segmentCache = { name, length: data.length, entries };
+    const scan = scanSegment(data, 0, segmentFirstId(name) - 1, 0, entries);
+    this.segmentCache = {
+      name,
+      length: data.length,
+      entries,
+      parsedTo: scan.commitPtr,
+      lastCommitId: scan.lastCommitId,
+      epoch: scan.epoch,
+    };
     return entries;
   }
 }
