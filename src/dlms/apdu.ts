@@ -1,7 +1,7 @@
-import { type Data, dataToJson, decodeDateTimeBytes, encodeData, readData } from "./axdr.ts";
+import { type Data, dataToJson, dateTimeJson, decodeDateTimeBytes, encodeData, readData } from "./axdr.ts";
 import { DlmsError, DlmsReader, encodeLength } from "./errors.ts";
 import { formatObis, type Obis, obisToBytes } from "./obis.ts";
-import { DLMS_UNIT_TABLE, unitName } from "./units.ts";
+import { DLMS_UNIT_TABLE, formatScaled, scalerUnitOf, unitName } from "./units.ts";
 
 // xDLMS APDUs (IEC 62056-5-3 / Green Book §9.5, A-XDR encoded): GET (normal, next, with-list, and the
 // with-datablock response of block transfer), SET (normal, with-first-datablock, with-datablock and
@@ -990,7 +990,7 @@ export function apduToJson(apdu: Apdu): Record<string, unknown> {
       return {
         apdu: apdu.kind,
         long_invoke_id: apdu.longInvokeId,
-        date_time: apdu.dateTime === null ? null : decodeDateTimeBytes(apdu.dateTime),
+        date_time: apdu.dateTime === null ? null : dateTimeJson(decodeDateTimeBytes(apdu.dateTime)),
         body: annotate(apdu.body),
       };
     case "exception-response":
@@ -1021,7 +1021,6 @@ export function apduToJson(apdu: Apdu): Record<string, unknown> {
       return {
         apdu: apdu.name,
         length: apdu.length,
-        note: "ACSE (BER) fields are decoded with the association layer",
       };
   }
 }
@@ -1061,7 +1060,28 @@ export function annotate(data: Data): unknown {
     };
   }
   if (data.type === "structure" || data.type === "array" || data.type === "compact-array") {
-    return { [data.type]: data.value.map(annotate) };
+    const out: Record<string, unknown> = { [data.type]: data.value.map(annotate) };
+    // A register as pushed or captured: { [logical_name,] value, scaler_unit } — show the scaled value.
+    if (data.type === "structure") {
+      const scaled = registerScaled(data.value);
+      if (scaled !== null) out.scaled = scaled;
+    }
+    return out;
   }
   return dataToJson(data);
+}
+
+function registerScaled(items: readonly Data[]): string | null {
+  for (let i = 0; i + 1 < items.length; i++) {
+    const value = items[i]!;
+    const su = scalerUnitOf(items[i + 1]!);
+    if (su === null) continue;
+    if (
+      typeof (value as { value?: unknown }).value === "number" ||
+      typeof (value as { value?: unknown }).value === "bigint"
+    ) {
+      return formatScaled((value as { value: number | bigint }).value, su);
+    }
+  }
+  return null;
 }

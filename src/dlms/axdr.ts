@@ -158,8 +158,28 @@ export function dateTimeToMs(dt: CosemDateTime): number | null {
     return null;
   }
   if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59) return null;
-  const localMs = Date.UTC(year, month - 1, day, hour, minute, second, (dt.hundredths ?? 0) * 10);
+  const hundredths = dt.hundredths !== null && dt.hundredths <= 99 ? dt.hundredths : 0;
+  const localMs = Date.UTC(year, month - 1, day, hour, minute, second, hundredths * 10);
   return localMs + (dt.deviation ?? 0) * 60_000;
+}
+
+const pad = (v: number | null, width: number) =>
+  v === null ? "*".repeat(width) : String(v).padStart(width, "0");
+const DAYS = ["", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+/** JSON view of a date-time: local text ("*" for not-specified fields), the UTC instant when known. */
+export function dateTimeJson(dt: CosemDateTime): Record<string, unknown> {
+  const ms = dateTimeToMs(dt);
+  return {
+    local: `${pad(dt.year, 4)}-${pad(dt.month, 2)}-${pad(dt.day, 2)} ${pad(dt.hour, 2)}:${pad(dt.minute, 2)}:${pad(dt.second, 2)}.${pad(dt.hundredths, 2)}`,
+    day_of_week: dt.dayOfWeek === null ? null : (DAYS[dt.dayOfWeek] ?? dt.dayOfWeek),
+    deviation_min: dt.deviation,
+    clock_status: dt.clockStatus === null ? null : `0x${dt.clockStatus.toString(16).padStart(2, "0")}`,
+    ...(dt.clockStatus !== null && (dt.clockStatus & CLOCK_STATUS.daylightSavingActive) !== 0
+      ? { daylight_saving: true }
+      : {}),
+    utc: ms === null || !Number.isFinite(ms) ? null : new Date(ms).toISOString(),
+  };
 }
 
 /** Bound on all Data values one decode may produce (compact-array elements can be zero bytes long). */
@@ -473,7 +493,9 @@ function writeDescribed(out: number[], d: TypeDescription, data: Data, depth: nu
         `compact-array structure of ${data.value.length}, described as ${d.elements.length}`,
       );
     }
-    data.value.forEach((item, i) => writeDescribed(out, d.elements[i]!, item, depth + 1));
+    data.value.forEach((item, i) => {
+      writeDescribed(out, d.elements[i]!, item, depth + 1);
+    });
   } else {
     writeValue(out, data);
   }
@@ -515,7 +537,7 @@ function writeValue(out: number[], data: Data): void {
       pushBytes(out, data.value);
       return;
     case "visible-string": {
-      if (/[^\u0000-\u00ff]/.test(data.value)) {
+      if ([...data.value].some((c) => c.charCodeAt(0) > 0xff)) {
         throw new DlmsError(
           "BAD_VALUE",
           "visible-string holds characters outside one byte (use utf8-string)",
@@ -595,9 +617,14 @@ export function dataToJson(data: Data): unknown {
         : data.value.length === 12
           ? {
               "octet-string": Buffer.from(data.value).toString("hex"),
-              "date-time": decodeDateTimeBytes(data.value),
+              "date-time": dateTimeJson(decodeDateTimeBytes(data.value)),
             }
-          : { "octet-string": Buffer.from(data.value).toString("hex") };
+          : data.value.length > 0 && data.value.every((b) => b >= 0x20 && b < 0x7f)
+            ? {
+                "octet-string": Buffer.from(data.value).toString("hex"),
+                text: Buffer.from(data.value).toString("latin1"),
+              }
+            : { "octet-string": Buffer.from(data.value).toString("hex") };
     case "bit-string":
       return { "bit-string": Buffer.from(data.value).toString("hex"), bits: data.bits };
     case "long64":
@@ -606,6 +633,8 @@ export function dataToJson(data: Data): unknown {
     case "null-data":
     case "dont-care":
       return { [data.type]: null };
+    case "date-time":
+      return { "date-time": dateTimeJson(data.value) };
     default:
       return { [data.type]: data.value };
   }

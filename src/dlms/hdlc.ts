@@ -306,6 +306,11 @@ export class HdlcStreamReader {
   /** Bytes skipped while hunting for a flag (line noise), for the link's evidence counters. */
   noiseBytes = 0;
 
+  /** Bytes held for a frame that has not fully arrived (a lone closing flag does not count). */
+  get pendingBytes(): number {
+    return this.buffer.length === 1 && this.buffer[0] === HDLC_FLAG ? 0 : this.buffer.length;
+  }
+
   push(chunk: Uint8Array): HdlcStreamItem[] {
     const data = new Uint8Array(this.buffer.length + chunk.length);
     data.set(this.buffer);

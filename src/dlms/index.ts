@@ -3,6 +3,7 @@
 export * from "./acse.ts";
 export * from "./apdu.ts";
 export * from "./axdr.ts";
+export * from "./ciphering.ts";
 export * from "./client.ts";
 export * from "./decode.ts";
 export * from "./errors.ts";

@@ -146,7 +146,7 @@ export function applyScaler(raw: number | bigint, scaler: number): number {
   return scaler >= 0 ? value * 10 ** scaler : value / 10 ** -scaler;
 }
 
-/** "12.345 kWh"-style text is left to callers; this gives "12345 Wh" with the symbol. */
+/** The scaled value with its unit symbol: 2308 with { -1, V } gives "230.8 V". */
 export function formatScaled(raw: number | bigint, su: ScalerUnit): string {
   const symbol = unitSymbol(su.unit);
   const value = applyScaler(raw, su.scaler);

@@ -1,2 +1,2 @@
 // Public API of src/headend. Other folders import only this file.
-export {};
+export * from "./store/index.ts";

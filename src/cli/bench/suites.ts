@@ -4,6 +4,7 @@ import { dlmsSuite } from "./dlms.ts";
 import { journalSuite } from "./journal.ts";
 import { labSuite } from "./lab.ts";
 import { meterSuite } from "./meter.ts";
+import { storeSuite } from "./store.ts";
 import type { BenchSuite } from "./types.ts";
 
 // Each issue adds its suite here; figure names are part of the command-line contract (DESIGN.md).
@@ -14,4 +15,5 @@ export const BENCH_SUITES: readonly BenchSuite[] = [
   dlmsSuite,
   concentratorSuite,
   labSuite,
+  storeSuite,
 ];

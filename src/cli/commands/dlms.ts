@@ -4,6 +4,7 @@ import type { Command } from "commander";
 import {
   annotate,
   captureToJson,
+  captureToText,
   connectDlms,
   type DlmsClient,
   DlmsError,
@@ -32,15 +33,46 @@ export function registerDlms(program: Command): void {
   const dlms = program.command("dlms").description("DLMS/COSEM field tools: get, set, image, decode");
   dlms
     .command("decode")
-    .description("decode a captured HDLC frame, wrapper frame or bare APDU given as hex")
+    .description(
+      "decode a captured HDLC frame (or frames), wrapper frame or bare APDU given as hex: every layer, OBIS codes, values, scaler/units",
+    )
     .argument("<hex>", "hex bytes, or - to read them from stdin")
-    .option("--json", "one JSON object")
-    .action((hex: string, options: { json?: boolean }) => {
+    .option("--json", "one JSON object instead of the readable tree")
+    .option("--ek <hex>", "encryption key (16 bytes) to decipher ciphered APDUs")
+    .option("--ak <hex>", "authentication key (16 bytes) for authenticated APDUs")
+    .option(
+      "--system-title <hex>",
+      "sender's system title (8 bytes) for glo-xxx APDUs, which do not carry it",
+    )
+    .action((hex: string, options: { json?: boolean; ek?: string; ak?: string; systemTitle?: string }) => {
+      const key = (name: string, value: string | undefined, bytes: number): Uint8Array | undefined => {
+        if (value === undefined) return undefined;
+        let parsed: Uint8Array | null = null;
+        try {
+          parsed = parseHex(value);
+        } catch {
+          parsed = null;
+        }
+        if (parsed === null || parsed.length !== bytes) {
+          process.stderr.write(`amiproof dlms decode: ${name} must be ${bytes} bytes of hex\n`);
+          process.exit(2);
+        }
+        return parsed;
+      };
+      const encryptionKey = key("--ek", options.ek, 16);
+      const authenticationKey = key("--ak", options.ak, 16);
+      const systemTitle = key("--system-title", options.systemTitle, 8);
       const text = hex === "-" ? readFileSync(0, "utf8") : hex;
       try {
-        const json = captureToJson(decodeCapture(parseHex(text)));
+        const capture = decodeCapture(parseHex(text), {
+          ...(encryptionKey === undefined ? {} : { encryptionKey }),
+          ...(authenticationKey === undefined ? {} : { authenticationKey }),
+          ...(systemTitle === undefined ? {} : { systemTitle }),
+        });
         process.stdout.write(
-          options.json ? `${JSON.stringify(json)}\n` : `${JSON.stringify(json, null, 2)}\n`,
+          options.json
+            ? `${JSON.stringify(captureToJson(capture), (_k, v) => (typeof v === "bigint" ? v.toString() : v))}\n`
+            : captureToText(capture),
         );
       } catch (error) {
         if (!(error instanceof DlmsError)) throw error;
