@@ -42,6 +42,8 @@ export const EVENT_TYPE_CODES = {
   SIG_FAIL: 24,
   TAMPER_PENDING: 25,
   TAMPER_CLEARED: 26,
+  // seed 002 Case 4/6: the magnetic field crossed its threshold without a supporting metrology anomaly.
+  MAG_SUSPECT: 27,
   FW_UPDATE_RECEIVED: 32,
   FW_VERIFIED: 33,
   FW_ACTIVATED: 34,

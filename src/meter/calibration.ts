@@ -113,6 +113,7 @@ export class CalibrationStore {
     const iGain = c.currentGain * (segment?.gainAdjust ?? 1);
     const vRms = raw.vRms * c.voltageGain;
     const iRms = raw.iRms * iGain + c.currentOffsetA;
+    const neutralCurrentA = raw.neutralCurrentA * iGain + c.currentOffsetA;
     const phi = Math.atan2(raw.reactivePowerVar, raw.activePowerW) + (c.phaseDeg * Math.PI) / 180;
     const fundamental = Math.hypot(raw.activePowerW, raw.reactivePowerVar) * c.voltageGain * iGain;
     const p = fundamental * Math.cos(phi);
@@ -122,6 +123,7 @@ export class CalibrationStore {
       ...raw,
       vRms,
       iRms,
+      neutralCurrentA,
       activePowerW: p,
       reactivePowerVar: q,
       apparentPowerVa: s,

@@ -21,6 +21,7 @@ const ACTION_OTHER_REASON = 250;
 // needs the management client.
 
 const TAMPER_EVENTS = new Set<string>([
+  "MAG_SUSPECT",
   "MAG_TAMPER",
   "NEUTRAL_MISS",
   "REV_CURRENT",

@@ -18,9 +18,13 @@ import { type LoadProfileEntry, LoadProfileRing } from "./load-profile.ts";
 import {
   EnergyAccumulator,
   type EnergyRegisters,
+  IDENTITY_CALIBRATION,
   type Measurement,
   measurePhasor,
+  measureWaveform,
+  PhaseWatch,
   type PhasorSample,
+  type Waveform,
 } from "./metrology.ts";
 import {
   DualCopyRecord,
@@ -29,13 +33,15 @@ import {
   type MeterNvmLayout,
   meterNvmLayout,
 } from "./nvm-layout.ts";
-import { DEFAULT_RTC_CONFIG, Rtc, type RtcConfig, type TimeStep } from "./rtc.ts";
+import { DEFAULT_RTC_CONFIG, Rtc, type RtcConfig, type RtcCounters, type TimeStep } from "./rtc.ts";
 import {
   DEFAULT_TAMPER_CONFIG,
+  MAG_SUSPECT,
   NORMAL_INPUTS,
   type TamperConfig,
   type TamperEffect,
   type TamperInputs,
+  type TamperLevelName,
   TamperRules,
   type TamperType,
 } from "./tamper.ts";
@@ -47,6 +53,8 @@ import {
 export const BILLING_PERSIST_PERIOD_MS = 15 * 60_000;
 /** Load-profile capture period (one entry per 15 minutes, seq-numbered). */
 export const LOAD_PROFILE_PERIOD_MS = 15 * 60_000;
+/** The grid frequency assumed until a waveform window has timed one (IEC 50 Hz grids). */
+export const NOMINAL_FREQUENCY_HZ = 50;
 /** Sealed alerts waiting for comms: beyond it the oldest are left to the log (read back by range). */
 export const ALERT_QUEUE_MAX = 256;
 
@@ -58,7 +66,8 @@ const PF_DETECT_BELOW = 0.85;
 const COMMIT_ONLY_BELOW = 0.7;
 const OFF_BELOW = 0.5;
 
-const TAMPER_TYPES: readonly TamperType[] = [
+/** Bit positions of the persisted tamper states in the clock anchor (append only: stored masks stay valid). */
+const PERSISTED_TAMPER: readonly TamperLevelName[] = [
   "MAG_TAMPER",
   "NEUTRAL_MISS",
   "REV_CURRENT",
@@ -66,7 +75,14 @@ const TAMPER_TYPES: readonly TamperType[] = [
   "BYPASS_SUS",
   "INJECT_SUS",
   "TILT",
+  MAG_SUSPECT,
 ];
+
+/** The clock anchor record: the monotonic time floor and the tamper states that survive a power cycle. */
+interface ClockAnchor {
+  readonly floorMs: number;
+  readonly tamper: TamperLevelName[];
+}
 
 /** seed 002 H2-9: comms evidence counters. */
 export interface CommsEvidence {
@@ -77,6 +93,15 @@ export interface CommsEvidence {
   rail_min: number;
   tx_I_peak: number;
 }
+
+/** What the meter senses besides its metrology channels: the tamper sensors and the board temperature. */
+export interface MeterSensors extends TamperInputs {
+  readonly temperatureC: number;
+}
+
+export const NORMAL_SENSORS: MeterSensors = { ...NORMAL_INPUTS, temperatureC: 25 };
+/** The default "nothing to add" sensor record (compared by identity: skips the copy in the hot path). */
+const NO_SENSORS: Partial<MeterSensors> = Object.freeze({});
 
 export interface MeterOptions {
   readonly id: string;
@@ -103,6 +128,8 @@ export interface MeterStatus {
   readonly tamper: TamperType[];
   readonly eventSeq: number;
   readonly alertsQueued: number;
+  /** Alerts pushed out of the full queue (still in the sealed log, to be read back by range). */
+  readonly alertsOverflowed: number;
   readonly commsUp: boolean;
 }
 
@@ -127,7 +154,14 @@ export class Meter {
   private lastBillingPersistMs = 0;
   private nextProfileMs = 0;
   private measurement: Measurement | null = null;
+  /** Last sensed board temperature: drives the RTC's crystal drift and the calibration segments. */
+  private temperatureC = NORMAL_SENSORS.temperatureC;
+  private readonly phaseWatch = new PhaseWatch();
+  private readonly inputs: { -readonly [K in keyof MeterSensors]: MeterSensors[K] } = { ...NORMAL_SENSORS };
   private readonly alertQueue: EventRecord[] = [];
+  private alertsOverflowed = 0;
+  /** RTC sync losses already sealed as TIME_SYNC records. */
+  private syncLossesSealed = 0;
   private readonly pendingEvidence: TamperEffect[] = [];
   private commsUp = true;
   readonly comms: CommsEvidence = {
@@ -185,7 +219,7 @@ export class Meter {
   }
 
   meterTimeMs(trueNowMs: number): number {
-    return this.rtc.now(trueNowMs);
+    return this.clockNow(trueNowMs);
   }
 
   get timeQuality(): TimeQuality {
@@ -212,13 +246,14 @@ export class Meter {
     return {
       id: this.id,
       powerLevel: this.level,
-      meterTimeMs: this.level === "OFF" ? 0 : this.rtc.now(trueNowMs),
+      meterTimeMs: this.level === "OFF" ? 0 : this.clockNow(trueNowMs),
       timeQuality: this.rtc.quality,
       registers: this.registers,
       lastMeasurement: this.measurement,
       tamper: this.tamper.active(),
       eventSeq: this.level === "OFF" ? 0 : this.log.lastSeq,
       alertsQueued: this.alertQueue.length,
+      alertsOverflowed: this.alertsOverflowed,
       commsUp: this.commsUp,
     };
   }
@@ -229,32 +264,73 @@ export class Meter {
    * Interval mode: the load `sample` was drawn from the last step until `trueNowMs`; sensors say
    * `sensors` now. Accumulates energy, captures the load profile, evaluates the tamper rules.
    */
-  step(trueNowMs: number, sample: PhasorSample, sensors: Partial<TamperInputs> = {}): void {
+  step(trueNowMs: number, sample: PhasorSample, sensors: Partial<MeterSensors> = NO_SENSORS): void {
     if (this.level === "OFF") return;
-    const dt = trueNowMs - this.lastStepTrueMs;
-    if (dt < 0)
+    this.checkTrueTime(trueNowMs);
+    this.ingest(trueNowMs, measurePhasor(sample), sensors);
+  }
+
+  /**
+   * Waveform mode: the sampled `waveform` (whole mains cycles) is representative of the load since the
+   * last step. Same calibration, registers, tamper rules and profile as interval mode: one engine.
+   */
+  stepWaveform(trueNowMs: number, waveform: Waveform, sensors: Partial<MeterSensors> = NO_SENSORS): void {
+    if (this.level === "OFF") return;
+    this.checkTrueTime(trueNowMs);
+    this.ingest(
+      trueNowMs,
+      measureWaveform(
+        waveform.v,
+        waveform.i,
+        waveform.sampleRateHz,
+        IDENTITY_CALIBRATION,
+        waveform.n,
+        this.measurement?.frequencyHz || NOMINAL_FREQUENCY_HZ,
+      ),
+      sensors,
+    );
+  }
+
+  private checkTrueTime(trueNowMs: number): void {
+    if (!(trueNowMs >= this.lastStepTrueMs)) {
       throw new EvidenceError(
         "BAD_FIELD",
         `true time went backwards (${trueNowMs} < ${this.lastStepTrueMs})`,
+        this.id,
       );
-    const m = this.calibration.apply(measurePhasor(sample));
+    }
+  }
+
+  private ingest(trueNowMs: number, raw: Measurement, sensors: Partial<MeterSensors>): void {
+    const dt = trueNowMs - this.lastStepTrueMs;
+    const temperatureC = sensors.temperatureC ?? this.temperatureC;
+    // The interval just ended ran at the previous temperature; the new reading applies from now on.
+    const meterNow = this.clockNow(trueNowMs);
+    if (this.rtc.counters.sync_lost_cnt !== this.syncLossesSealed) this.noteSyncLoss(meterNow);
+    this.temperatureC = temperatureC;
+    this.inputs.temperatureC = temperatureC;
+    const m = this.calibration.apply(raw, temperatureC);
     this.measurement = m;
     this.energy.add(m.activePowerW, m.reactivePowerVar, dt);
     this.lastStepTrueMs = trueNowMs;
-    const meterNow = this.rtc.now(trueNowMs);
-    const effects = this.tamper.evaluate(meterNow, {
-      ...NORMAL_INPUTS,
-      lineCurrentA: m.iRms,
-      neutralCurrentA: m.iRms,
-      voltageV: m.vRms,
-      activePowerW: m.activePowerW,
-      apparentPowerVa: m.apparentPowerVa,
-      powerFactor: m.powerFactor,
-      frequencyHz: m.frequencyHz,
-      thdPercent: m.thdPercent,
-      ...sensors,
-    });
-    this.applyTamper(effects, meterNow);
+    // One reused input record: the rule engine runs every meter-second and must not allocate.
+    const x = this.inputs;
+    x.fieldMilliTesla = NORMAL_INPUTS.fieldMilliTesla;
+    // Derived from the metrology unless the sensors record says otherwise (a test or the lab forcing it).
+    x.pfAnomaly = this.phaseWatch.update(meterNow, m.activePowerW, m.reactivePowerVar, m.apparentPowerVa);
+    x.tiltDeg = NORMAL_INPUTS.tiltDeg;
+    x.vibrating = false;
+    x.lineCurrentA = m.iRms;
+    x.neutralCurrentA = m.neutralCurrentA;
+    x.voltageV = m.vRms;
+    x.activePowerW = m.activePowerW;
+    x.apparentPowerVa = m.apparentPowerVa;
+    x.powerFactor = m.powerFactor;
+    x.frequencyHz = m.frequencyHz;
+    x.thdPercent = m.thdPercent;
+    if (sensors !== NO_SENSORS) Object.assign(x, sensors);
+    const effects = this.tamper.evaluate(meterNow, x);
+    if (effects.length > 0) this.applyTamper(effects, meterNow);
     if (this.level !== "NORMAL") return;
     while (meterNow >= this.nextProfileMs) {
       this.profile.append({
@@ -271,7 +347,7 @@ export class Meter {
   /** A cover switch interrupt. */
   coverEdge(trueNowMs: number, open: boolean): void {
     if (this.level === "OFF") return;
-    const meterNow = this.rtc.now(trueNowMs);
+    const meterNow = this.clockNow(trueNowMs);
     this.applyTamper(this.tamper.coverEdge(meterNow, open), meterNow);
   }
 
@@ -285,7 +361,7 @@ export class Meter {
     if (railFraction < OFF_BELOW) {
       if (this.level === "NORMAL" || this.level === "PF_DETECT") this.commitOnly(trueNowMs, railFraction);
       this.level = "OFF";
-      this.rtc.powerDown(trueNowMs);
+      this.rtc.powerDown(trueNowMs, this.temperatureC);
       return;
     }
     if (railFraction < COMMIT_ONLY_BELOW) {
@@ -315,22 +391,37 @@ export class Meter {
   /** The NVM died under the meter (a cut mid-write): the meter is off until power returns. */
   crashed(trueNowMs: number): void {
     this.level = "OFF";
-    this.rtc.powerDown(trueNowMs);
+    this.rtc.powerDown(trueNowMs, this.temperatureC);
   }
 
   /** A time source (concentrator, head-end) gives the true time. */
   timeSync(trueNowMs: number, sourceMs: number): TimeStep | null {
     if (this.level === "OFF") return null;
-    const step = this.rtc.sync(trueNowMs, sourceMs);
+    const before = this.clockNow(trueNowMs);
+    this.noteSyncLoss(before);
+    if (this.rtc.quality !== "SYNCED") {
+      // seed 003 H2-8: acquiring (and losing) the time source are events on the record's timeline. Sealed
+      // before the correction, in the clock's old time and quality; a step follows as its TIME_STEP.
+      this.seal("TIME_SYNC", "INFO", before, before, before, {
+        event: "SYNC_ACQUIRED",
+        offset_ms: Math.round(sourceMs - before),
+      });
+    }
+    const step = this.rtc.sync(trueNowMs, sourceMs, this.temperatureC);
     if (step !== null) this.recordTimeStep(step);
     return step;
+  }
+
+  /** Time evidence counters (seed 003 H2-8) and the age of the last sync (null when not SYNCED). */
+  timeEvidence(): RtcCounters & { last_sync_age_ms: number | null } {
+    return { ...this.rtc.counters, last_sync_age_ms: this.rtc.lastSyncAgeMs() };
   }
 
   /** Installs a newer calibration set (older ones are refused) and seals a CAL_UPDATE record. */
   installCalibration(trueNowMs: number, set: CalibrationSet): EventRecord {
     const previous = this.calibration.version;
     this.calibration.install(set);
-    const meterNow = this.rtc.now(trueNowMs);
+    const meterNow = this.clockNow(trueNowMs);
     return this.seal("CAL_UPDATE", "MINOR", meterNow, meterNow, meterNow, {
       from_version: previous,
       to_version: set.version,
@@ -348,10 +439,15 @@ export class Meter {
       secureElement: this.se,
       trust,
       hwTarget,
-      nowMs: () => this.rtc.now(trueNowMs()),
+      nowMs: () => this.clockNow(trueNowMs()),
+      // boot() seals a firmware transition record a power cut prevented (firmware/manager.ts).
+      records: () => this.log.records(),
       seal: (type, level, snapshot) => {
-        const now = this.rtc.now(trueNowMs());
-        return this.seal(type, level, now, now, null, snapshot);
+        const now = this.clockNow(trueNowMs());
+        const record = this.seal(type, level, now, now, null, snapshot);
+        // seed 002 H2-6 FW_ROLLBACK and seed 004 0xF2: firmware threats are tamper claims, pushed as alerts.
+        if (type === "FW_ROLLBACK" || type === "SIG_FAIL") this.queueAlert(record);
+        return record;
       },
     });
   }
@@ -377,7 +473,7 @@ export class Meter {
     snapshot: Snapshot,
   ): EventRecord | null {
     if (this.level === "OFF") return null;
-    const meterNow = this.rtc.now(trueNowMs);
+    const meterNow = this.clockNow(trueNowMs);
     const record = this.seal(type, "CRITICAL", meterNow, meterNow, meterNow, {
       ...snapshot,
       ...(type === "SIG_FAIL" ? { error_code: "0xF2" } : {}),
@@ -388,7 +484,23 @@ export class Meter {
 
   // ───────────────────────────── internals ─────────────────────────────
 
-  private boot(trueNowMs: number, anchor: { floorMs: number; tamper: TamperType[] } | null): void {
+  /** Seals the sync loss the RTC noticed (its last sync aged out) once, when next convenient. */
+  private noteSyncLoss(meterNow: number): void {
+    if (this.rtc.counters.sync_lost_cnt === this.syncLossesSealed) return;
+    this.syncLossesSealed = this.rtc.counters.sync_lost_cnt;
+    this.seal("TIME_SYNC", "MINOR", meterNow, meterNow, meterNow, {
+      event: "SYNC_LOST",
+      reason: "SYNC_AGED",
+      holdover_enter_cnt: this.rtc.counters.holdover_enter_cnt,
+    });
+  }
+
+  /** Meter time: the RTC at the last sensed temperature (its crystal drifts with it). */
+  private clockNow(trueNowMs: number): number {
+    return this.rtc.now(trueNowMs, this.temperatureC);
+  }
+
+  private boot(trueNowMs: number, anchor: ClockAnchor | null): void {
     const saved = decodeIntegers(this.billing.read() ?? new Uint8Array(0), 8);
     this.energy =
       saved === null
@@ -403,8 +515,8 @@ export class Meter {
             saved.slice(4),
           );
     this.calibration.load();
-    const step = this.rtc.powerUp(trueNowMs, anchor?.floorMs ?? 0);
-    const meterNow = this.rtc.now(trueNowMs);
+    const step = this.rtc.powerUp(trueNowMs, anchor?.floorMs ?? 0, this.temperatureC);
+    const meterNow = this.clockNow(trueNowMs);
     // RESUME: scan the log (recovery), verify continuity of its newest record, then restore comms.
     this.level = "RESUME";
     this.log = AtomicRingLog.open({
@@ -431,6 +543,17 @@ export class Meter {
             lastProfile.timestampMs + LOAD_PROFILE_PERIOD_MS,
             Math.ceil(meterNow / LOAD_PROFILE_PERIOD_MS) * LOAD_PROFILE_PERIOD_MS,
           );
+    // seed 002 H2-4 "every coefficient update writes a time-stamped event": a cut between the durable
+    // set and its CAL_UPDATE record would leave an unaudited change; the newest record naming the version
+    // (CAL_UPDATE or POWER_UP) tells, and the missing record is sealed now, marked recovered.
+    const loggedVersion = lastLoggedCalibration(this.log.records());
+    if (loggedVersion !== null && loggedVersion !== this.calibration.version) {
+      this.seal("CAL_UPDATE", "MINOR", meterNow, meterNow, meterNow, {
+        from_version: loggedVersion,
+        to_version: this.calibration.version,
+        recovered: true,
+      });
+    }
     this.seal("POWER_UP", "INFO", meterNow, meterNow, null, {
       holdover_exhausted: step !== null,
       import_wh: this.energy.registers.importActiveWh,
@@ -455,7 +578,7 @@ export class Meter {
 
   private commitOnly(trueNowMs: number, railFraction: number): void {
     this.level = "COMMIT_ONLY";
-    const meterNow = this.rtc.now(trueNowMs);
+    const meterNow = this.clockNow(trueNowMs);
     this.persistBilling(trueNowMs);
     this.writeAnchor(meterNow);
     this.seal("POWER_DOWN", "INFO", meterNow, meterNow, null, {
@@ -472,7 +595,11 @@ export class Meter {
         this.sealTamper(effect, meterNow);
       } else {
         // Power is failing: commit the minimal marker now, the evidence when power allows.
-        this.seal("TAMPER_PENDING", "MAJOR", meterNow, effect.startMs, null, { tamper: effect.tamper });
+        // The marker names the record it stands for: a claim, or the end of one (TAMPER_CLEARED).
+        this.seal("TAMPER_PENDING", "MAJOR", meterNow, effect.startMs, null, {
+          tamper: effect.tamper,
+          pending_type: effect.type,
+        });
         this.pendingEvidence.push(effect);
       }
     }
@@ -480,7 +607,7 @@ export class Meter {
   }
 
   private flushPendingEvidence(trueNowMs: number): void {
-    const meterNow = this.rtc.now(trueNowMs);
+    const meterNow = this.clockNow(trueNowMs);
     for (const effect of this.pendingEvidence.splice(0)) this.sealTamper(effect, meterNow);
   }
 
@@ -493,11 +620,16 @@ export class Meter {
       effect.endMs,
       effect.snapshot,
     );
-    if (effect.type !== "TAMPER_CLEARED") this.queueAlert(record);
+    // Claims are alerts; a suspicion and an end of condition travel with the log (read by range).
+    if (effect.type !== "TAMPER_CLEARED" && effect.type !== MAG_SUSPECT) this.queueAlert(record);
   }
 
   private queueAlert(record: EventRecord): void {
-    if (this.alertQueue.length >= ALERT_QUEUE_MAX) this.alertQueue.shift();
+    if (this.alertQueue.length >= ALERT_QUEUE_MAX) {
+      // At the bound the oldest alert leaves the queue, counted; its sealed record stays in the log.
+      this.alertQueue.shift();
+      this.alertsOverflowed++;
+    }
     this.alertQueue.push(record);
   }
 
@@ -545,16 +677,28 @@ export class Meter {
     this.lastBillingPersistMs = trueNowMs;
   }
 
-  private readAnchor(): { floorMs: number; tamper: TamperType[] } | null {
+  private readAnchor(): ClockAnchor | null {
     const values = decodeIntegers(this.anchor.read() ?? new Uint8Array(0), 2);
     if (values === null) return null;
     const mask = values[1]!;
-    return { floorMs: values[0]!, tamper: TAMPER_TYPES.filter((_, i) => (mask & (1 << i)) !== 0) };
+    return { floorMs: values[0]!, tamper: PERSISTED_TAMPER.filter((_, i) => (mask & (1 << i)) !== 0) };
   }
 
   private writeAnchor(meterNow: number): void {
-    const active = this.tamper.active();
-    const mask = TAMPER_TYPES.reduce((m, type, i) => (active.includes(type) ? m | (1 << i) : m), 0);
+    const active: TamperLevelName[] = this.tamper.active();
+    if (this.tamper.magSuspected) active.push(MAG_SUSPECT);
+    const mask = PERSISTED_TAMPER.reduce((m, type, i) => (active.includes(type) ? m | (1 << i) : m), 0);
     this.anchor.write(encodeIntegers([meterNow, mask]));
   }
+}
+
+/** The calibration version the newest CAL_UPDATE or POWER_UP record names; null when none is retained. */
+function lastLoggedCalibration(records: readonly EventRecord[]): number | null {
+  for (let k = records.length - 1; k >= 0; k--) {
+    const r = records[k]!;
+    const version =
+      r.type === "CAL_UPDATE" ? r.snapshot.to_version : r.type === "POWER_UP" ? r.snapshot.cal_version : null;
+    if (typeof version === "number") return version;
+  }
+  return null;
 }

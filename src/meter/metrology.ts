@@ -23,11 +23,20 @@ export interface PhasorSample {
   readonly phiDeg: number;
   readonly frequencyHz: number;
   readonly harmonics: readonly Harmonic[];
+  /**
+   * Neutral-channel RMS as a fraction of the line channel's (default 1: healthy wiring, the same current
+   * goes out and back). Below 1 the return bypasses the neutral (missing neutral, earth return); above 1
+   * the line CT is shunted (bypass). seed 004: a mismatch beyond 10 % is a tamper claim.
+   */
+  readonly neutralRatio?: number;
 }
 
 export interface Measurement {
   readonly vRms: number;
+  /** Line-channel current RMS (fundamental and harmonics). */
   readonly iRms: number;
+  /** Neutral-channel current RMS (seed 004 INSTANTANEOUS_NEUTRAL_CURRENT). */
+  readonly neutralCurrentA: number;
   readonly activePowerW: number;
   /** Fundamental reactive power (var), positive when inductive. */
   readonly reactivePowerVar: number;
@@ -100,14 +109,19 @@ const DEG = Math.PI / 180;
 
 /** Interval mode: the measurement a phasor sample implies (voltage is a pure sinusoid). */
 export function measurePhasor(sample: PhasorSample): Measurement {
-  const harmonicPower = sample.harmonics.reduce((sum, h) => sum + h.ratio * h.ratio, 0);
+  // A loop, not reduce(): this runs once per meter-second of a fleet.
+  let harmonicPower = 0;
+  const harmonics = sample.harmonics;
+  for (let k = 0; k < harmonics.length; k++) harmonicPower += harmonics[k]!.ratio * harmonics[k]!.ratio;
   const iRms = sample.i1Rms * Math.sqrt(1 + harmonicPower);
-  const p = sample.vRms * sample.i1Rms * Math.cos(sample.phiDeg * DEG);
-  const q = sample.vRms * sample.i1Rms * Math.sin(sample.phiDeg * DEG);
+  const phi = sample.phiDeg * DEG;
+  const p = sample.vRms * sample.i1Rms * Math.cos(phi);
+  const q = sample.vRms * sample.i1Rms * Math.sin(phi);
   const s = sample.vRms * iRms;
   return {
     vRms: sample.vRms,
     iRms,
+    neutralCurrentA: iRms * (sample.neutralRatio ?? 1),
     activePowerW: p,
     reactivePowerVar: q,
     apparentPowerVa: s,
@@ -132,10 +146,29 @@ export const IDENTITY_CALIBRATION: AppliedCalibration = {
   phaseDeg: 0,
 };
 
-/** Synthesises the sampled voltage and current of a phasor sample (waveform-mode input). */
-export function synthesize(sample: PhasorSample, sampleRateHz: number, samples: number, startIndex = 0) {
+/** Sampled channels of waveform mode: voltage, line current and neutral current. */
+export interface Waveform {
+  readonly v: Float64Array;
+  readonly i: Float64Array;
+  /** Neutral current channel; absent when the meter has no neutral sensor (then taken as `i`). */
+  readonly n?: Float64Array;
+  readonly sampleRateHz: number;
+}
+
+/**
+ * Synthesises the sampled voltage, line and neutral current of a phasor sample (waveform-mode input);
+ * `startIndex` keeps the phase continuous across consecutive windows.
+ */
+export function synthesize(
+  sample: PhasorSample,
+  sampleRateHz: number,
+  samples: number,
+  startIndex = 0,
+): Waveform & { readonly n: Float64Array } {
   const v = new Float64Array(samples);
   const i = new Float64Array(samples);
+  const neutral = new Float64Array(samples);
+  const neutralRatio = sample.neutralRatio ?? 1;
   const w = 2 * Math.PI * sample.frequencyHz;
   const vPeak = sample.vRms * Math.SQRT2;
   const iPeak = sample.i1Rms * Math.SQRT2;
@@ -147,21 +180,32 @@ export function synthesize(sample: PhasorSample, sampleRateHz: number, samples: 
       current += iPeak * h.ratio * Math.sin(h.order * w * t - h.phaseDeg * DEG);
     }
     i[n] = current;
+    neutral[n] = current * neutralRatio;
   }
-  return { v, i };
+  return { v, i, n: neutral, sampleRateHz };
 }
 
 /**
- * Waveform mode over a window of whole cycles: RMS and active power by sample sums, fundamental
- * reactive power from the voltage delayed by a quarter period, frequency from zero crossings.
+ * Waveform mode over a window of whole cycles: RMS and active power by sample sums, the fundamental
+ * phasors (reactive power, THD) by a single-bin DFT, frequency from the voltage's zero crossings (both
+ * directions, interpolated: half-period resolution, so one cycle is enough). A window with fewer than two
+ * crossings cannot time a half period: the frequency is then `frequencyHintHz` (the meter passes the last
+ * one it measured), or 0 when no hint is given.
  */
 export function measureWaveform(
   v: Float64Array,
   i: Float64Array,
   sampleRateHz: number,
   calibration: AppliedCalibration = IDENTITY_CALIBRATION,
+  neutral?: Float64Array,
+  frequencyHintHz = 0,
 ): Measurement {
   const n = v.length;
+  if (n === 0 || i.length !== n || (neutral !== undefined && neutral.length !== n)) {
+    throw new RangeError(
+      `waveform channels must be non-empty and equally long: v ${n}, i ${i.length}, n ${neutral?.length ?? "-"}`,
+    );
+  }
   let sumVV = 0;
   let sumII = 0;
   let sumVI = 0;
@@ -174,15 +218,18 @@ export function measureWaveform(
     sumVV += vk * vk;
     sumII += ik * ik;
     sumVI += vk * ik;
-    if (k > 0 && v[k - 1]! < 0 && v[k]! >= 0) {
-      // Linear interpolation of the rising zero crossing.
-      const at = k - 1 + -v[k - 1]! / (v[k]! - v[k - 1]!);
+    if (k > 0 && v[k - 1]! < 0 !== v[k]! < 0) {
+      // Linear interpolation of the zero crossing between the two samples.
+      const at = k - 1 + v[k - 1]! / (v[k - 1]! - v[k]!);
       if (firstCrossing < 0) firstCrossing = at;
       lastCrossing = at;
       crossings++;
     }
   }
-  const frequencyHz = crossings >= 2 ? ((crossings - 1) * sampleRateHz) / (lastCrossing - firstCrossing) : 0;
+  const frequencyHz =
+    crossings >= 2 && lastCrossing > firstCrossing
+      ? ((crossings - 1) * sampleRateHz) / (2 * (lastCrossing - firstCrossing))
+      : frequencyHintHz;
   const vRms = Math.sqrt(sumVV / n);
   const iRms = Math.sqrt(sumII / n);
   const p = sumVI / n;
@@ -212,9 +259,19 @@ export function measureWaveform(
   const s = vRms * iRms;
   const pf = s === 0 ? 1 : p / s;
   const thd = i1Rms > 0 && iRms > i1Rms ? Math.sqrt((iRms * iRms) / (i1Rms * i1Rms) - 1) * 100 : 0;
+  let neutralCurrentA = iRms;
+  if (neutral !== undefined) {
+    let sumNN = 0;
+    for (let k = 0; k < n; k++) {
+      const nk = neutral[k]! * calibration.currentGain + calibration.currentOffsetA;
+      sumNN += nk * nk;
+    }
+    neutralCurrentA = Math.sqrt(sumNN / n);
+  }
   return {
     vRms,
     iRms,
+    neutralCurrentA,
     activePowerW: p,
     reactivePowerVar: q,
     apparentPowerVa: s,
@@ -222,4 +279,50 @@ export function measureWaveform(
     frequencyHz,
     thdPercent: thd,
   };
+}
+
+/** A displacement-angle jump beyond this, against the slow baseline, is a PF/phase anomaly. */
+export const PF_ANOMALY_PHASE_DEG = 10;
+/** The anomaly flag stays up this long after the last jump: "aligned in time" with a field reading. */
+export const PF_ANOMALY_HOLD_MS = 10_000;
+/** Time constant of the phase baseline: slow enough that a saturating sensor stands out against it. */
+export const PHASE_BASELINE_TAU_MS = 60_000;
+/** Below this apparent power the phase angle is noise: the watch neither judges nor learns. */
+export const PHASE_WATCH_VA_MIN = 50;
+
+/**
+ * The metrology side of the magnet correlation gate (seed 002 H2-6 "B-field high + PF/phase anomaly
+ * aligned in time"; H2-3 "PF instability often indicates phase error"): a current sensor driven into
+ * saturation by an external field shifts the measured displacement angle. The watch keeps a slow baseline
+ * of the angle and flags a departure beyond PF_ANOMALY_PHASE_DEG for PF_ANOMALY_HOLD_MS. A load change
+ * can flag it too: alone it claims nothing; the rule engine needs it together with a field above 50 mT.
+ */
+export class PhaseWatch {
+  private baselineDeg = 0;
+  private learned = false;
+  private lastMs = 0;
+  private anomalyUntilMs = Number.NEGATIVE_INFINITY;
+
+  /** Feeds one measurement; returns the anomaly flag at `nowMs`. */
+  update(nowMs: number, activePowerW: number, reactivePowerVar: number, apparentPowerVa: number): boolean {
+    if (apparentPowerVa >= PHASE_WATCH_VA_MIN) {
+      const phiDeg = Math.atan2(reactivePowerVar, activePowerW) / DEG;
+      if (!this.learned) {
+        this.baselineDeg = phiDeg;
+        this.learned = true;
+      } else {
+        const delta = wrapDeg(phiDeg - this.baselineDeg);
+        if (Math.abs(delta) > PF_ANOMALY_PHASE_DEG) this.anomalyUntilMs = nowMs + PF_ANOMALY_HOLD_MS;
+        // First-order low-pass, linearised: the step is far below the time constant in every caller.
+        const weight = Math.min(1, Math.max(0, nowMs - this.lastMs) / PHASE_BASELINE_TAU_MS);
+        this.baselineDeg = wrapDeg(this.baselineDeg + weight * delta);
+      }
+      this.lastMs = nowMs;
+    }
+    return nowMs < this.anomalyUntilMs;
+  }
+}
+
+function wrapDeg(deg: number): number {
+  return deg - 360 * Math.floor((deg + 180) / 360);
 }

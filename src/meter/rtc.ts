@@ -6,6 +6,11 @@ import type { TimeQuality } from "../evidence/index.ts";
 // Corrections from a time source: small offsets are slewed, large ones stepped, and every step is reported
 // (the meter seals a TIME_STEP record with its cause).
 
+/**
+ * A sync older than this (meter time) no longer vouches for the clock: SYNCED becomes HOLDOVER (seed 003
+ * H2-8 "sync loss must be visible"). A daily sync from the concentrator plus an hour of slack.
+ */
+export const SYNC_VALID_MS = 25 * 3_600_000;
 /** Offsets up to this are slewed, larger ones stepped. */
 export const TIME_SLEW_THRESHOLD_MS = 2_000;
 /** Slew rate bound: 500 ppm, i.e. 0.5 ms per second. */
@@ -45,6 +50,14 @@ export interface RtcAnchor {
   readonly quality: TimeQuality;
 }
 
+/** seed 003 H2-8 time evidence: sync_acquired_cnt, sync_lost_cnt, holdover_enter_cnt, step_adjust_cnt. */
+export interface RtcCounters {
+  sync_acquired_cnt: number;
+  sync_lost_cnt: number;
+  holdover_enter_cnt: number;
+  step_adjust_cnt: number;
+}
+
 export class Rtc {
   /** Meter time at the last update, and the true (environment) time it was taken at. */
   private meterMs: number;
@@ -53,6 +66,14 @@ export class Rtc {
   private qualityValue: TimeQuality;
   private running = true;
   private downSinceTrueMs = 0;
+  /** Meter time of the last sync (meaningful while SYNCED). */
+  private lastSyncMeterMs = 0;
+  readonly counters: RtcCounters = {
+    sync_acquired_cnt: 0,
+    sync_lost_cnt: 0,
+    holdover_enter_cnt: 0,
+    step_adjust_cnt: 0,
+  };
 
   constructor(
     readonly config: RtcConfig,
@@ -83,6 +104,10 @@ export class Rtc {
     // Never backwards: a negative slew only slows the clock.
     this.meterMs += Math.max(0, advance);
     this.trueMs = Math.max(this.trueMs, trueNowMs);
+    if (this.qualityValue === "SYNCED" && this.meterMs - this.lastSyncMeterMs > SYNC_VALID_MS) {
+      this.counters.sync_lost_cnt++;
+      this.enterHoldover();
+    }
     return Math.floor(this.meterMs);
   }
 
@@ -101,7 +126,7 @@ export class Rtc {
     const outage = trueNowMs - this.downSinceTrueMs;
     if (outage <= this.config.holdoverCapacityMs) {
       this.now(trueNowMs, temperatureC);
-      if (this.qualityValue === "SYNCED") this.qualityValue = "HOLDOVER";
+      if (this.qualityValue === "SYNCED") this.enterHoldover();
       this.meterMs = Math.max(this.meterMs, floorMs);
       return null;
     }
@@ -120,18 +145,35 @@ export class Rtc {
   sync(trueNowMs: number, sourceMs: number, temperatureC = 25): TimeStep | null {
     const current = this.now(trueNowMs, temperatureC);
     const offset = sourceMs - current;
+    if (this.qualityValue !== "SYNCED") this.counters.sync_acquired_cnt++;
     this.qualityValue = "SYNCED";
     if (Math.abs(offset) <= TIME_SLEW_THRESHOLD_MS) {
       this.slewRemainingMs = offset;
+      this.lastSyncMeterMs = current;
       return null;
     }
     this.slewRemainingMs = 0;
     this.meterMs = sourceMs;
+    this.lastSyncMeterMs = sourceMs;
+    this.counters.step_adjust_cnt++;
     return { fromMs: current, toMs: sourceMs, cause: offset > 0 ? "SYNC_STEP" : "SYNC_STEP_BACK" };
   }
 
   /** Sync lost for good (e.g. the concentrator says its own source is gone). */
   markUnsynced(): void {
-    if (this.qualityValue === "SYNCED") this.qualityValue = "HOLDOVER";
+    if (this.qualityValue === "SYNCED") {
+      this.counters.sync_lost_cnt++;
+      this.enterHoldover();
+    }
+  }
+
+  /** Meter time elapsed since the last sync; null when the clock is not SYNCED. */
+  lastSyncAgeMs(): number | null {
+    return this.qualityValue === "SYNCED" ? Math.floor(this.meterMs - this.lastSyncMeterMs) : null;
+  }
+
+  private enterHoldover(): void {
+    this.qualityValue = "HOLDOVER";
+    this.counters.holdover_enter_cnt++;
   }
 }

@@ -14,9 +14,18 @@ export type TamperType =
   | "INJECT_SUS"
   | "TILT";
 
-/** Error codes of seed 004's troubleshooting matrix. */
+/**
+ * The lower evidence level of the magnet threat: the field alone crossed 50 mT past the time gate, with no
+ * supporting metrology anomaly (seed 002 Case 4/6: log the magnetic peak even when severity stays low;
+ * claim MAG_TAMPER only with a second evidence anchor). Sealed (MINOR) but not pushed as an alert.
+ */
+export const MAG_SUSPECT = "MAG_SUSPECT";
+export type TamperLevelName = TamperType | typeof MAG_SUSPECT;
+
+/** Error codes of seed 004's troubleshooting matrix (0x09: the Hall sensor registers above 50 mT). */
 export const TAMPER_ERROR_CODES: Partial<Record<EventType, string>> = {
   NEUTRAL_MISS: "0x04",
+  MAG_SUSPECT: "0x09",
   MAG_TAMPER: "0x09",
   SIG_FAIL: "0xF2",
 };
@@ -105,15 +114,21 @@ export const DEFAULT_TAMPER_CONFIG: TamperConfig = {
   tiltTimeGateMs: 500,
 };
 
+/** Below this voltage the line is dead: no bypass claim, no frequency plausibility check. */
+const BYPASS_VOLTAGE_MIN_V = 100;
+
 /** A record the rule engine asks the meter to seal. */
 export interface TamperEffect {
   readonly type: EventType;
-  readonly tamper: TamperType;
+  readonly tamper: TamperLevelName;
   readonly level: EventLevel;
   readonly startMs: number;
   readonly endMs: number | null;
   readonly snapshot: Snapshot;
 }
+
+/** What evaluate() returns when no rule changed state (shared, never mutated). */
+export const NO_TAMPER_EFFECTS: readonly TamperEffect[] = Object.freeze([]);
 
 interface GateState {
   /** When the raw condition became true (null while false). */
@@ -252,6 +267,8 @@ export class TamperRules {
   private readonly tilt: Gate;
   private readonly cover: CoverSwitch;
   private wasStorm = false;
+  /** A MAG_SUSPECT record was sealed for the current field episode (so its end is sealed too). */
+  private suspectRecorded = false;
   readonly counters: TamperCounters = {
     mag_suspect_cnt: 0,
     cover_edge_cnt: 0,
@@ -270,6 +287,11 @@ export class TamperRules {
     this.cover = new CoverSwitch(config);
   }
 
+  /** A recorded magnet suspicion (field only, not confirmed) is active. */
+  get magSuspected(): boolean {
+    return this.suspectRecorded;
+  }
+
   /** The tamper conditions currently active (persistent state). */
   active(): TamperType[] {
     const out: TamperType[] = [];
@@ -284,8 +306,13 @@ export class TamperRules {
   }
 
   /** Restores persisted active states after a power cycle, so a condition still present is not re-claimed. */
-  restoreActive(types: readonly TamperType[], sinceMs: number): void {
+  restoreActive(types: readonly TamperLevelName[], sinceMs: number): void {
     for (const type of types) {
+      if (type === MAG_SUSPECT) {
+        this.magSuspect.force(sinceMs);
+        this.suspectRecorded = true;
+        continue;
+      }
       const gate = this.gateOf(type);
       if (gate !== null) gate.force(sinceMs);
       else if (type === "COVER_OPEN") this.cover.force(sinceMs);
@@ -357,89 +384,98 @@ export class TamperRules {
     ];
   }
 
-  /** One evaluation of every rule at `nowMs` (the meter calls it at its sampling period). */
-  evaluate(nowMs: number, x: TamperInputs): TamperEffect[] {
+  /**
+   * One evaluation of every rule at `nowMs` (the meter calls it at its sampling period). Runs every
+   * meter-second of a fleet: no closures, no allocation unless a rule changes state (then a fresh array;
+   * otherwise the shared empty NO_TAMPER_EFFECTS).
+   */
+  evaluate(nowMs: number, x: TamperInputs): readonly TamperEffect[] {
     const c = this.config;
-    const effects: TamperEffect[] = [];
-    // Snapshots are built only at a transition: evaluate() runs every sample and must not allocate.
-    const emit = (
-      tamper: TamperType,
-      transition: "start" | "end" | null,
-      gate: Gate | null,
-      snap: () => Snapshot,
-    ) => {
-      if (transition === null) return;
-      const snapshot = snap();
-      const startMs = gate?.activeSinceMs ?? nowMs;
-      if (transition === "start") {
-        this.counters.detections++;
-        const code = TAMPER_ERROR_CODES[tamper];
-        effects.push({
-          type: tamper,
-          tamper,
-          level: tamper === "MAG_TAMPER" || tamper === "BYPASS_SUS" ? "CRITICAL" : "MAJOR",
-          startMs,
-          endMs: null,
-          snapshot: code === undefined ? snapshot : { ...snapshot, error_code: code },
-        });
-      } else {
-        effects.push({
-          type: "TAMPER_CLEARED",
-          tamper,
-          level: "INFO",
-          startMs,
-          endMs: nowMs,
-          snapshot: { tamper, ...snapshot },
-        });
-      }
-    };
+    let effects: TamperEffect[] | null = null;
 
-    // Magnet: the field alone is a suspicion (counted); with a PF/phase anomaly it is a claim.
+    // Magnet, two evidence levels over one field episode (each with its own 50/40 mT hysteresis): the
+    // field alone past the time gate is a suspicion (MAG_SUSPECT, MINOR); with a PF/phase anomaly aligned
+    // in time it is the confirmed claim (MAG_TAMPER, CRITICAL) — seed 002 H2-6 correlation gate.
     const magOn = this.mag.active
       ? x.fieldMilliTesla > c.magOffMilliTesla
       : x.fieldMilliTesla > c.magOnMilliTesla;
-    if (this.magSuspect.update(nowMs, magOn, x.fieldMilliTesla) === "start") this.counters.mag_suspect_cnt++;
+    const suspectOn = this.magSuspect.active
+      ? x.fieldMilliTesla > c.magOffMilliTesla
+      : x.fieldMilliTesla > c.magOnMilliTesla;
+    const suspectStartMs = this.magSuspect.activeSinceMs;
+    const suspectTransition = this.magSuspect.update(nowMs, suspectOn, x.fieldMilliTesla);
     const magStartMs = this.mag.activeSinceMs;
     const magTransition = this.mag.update(
       nowMs,
       magOn && (x.pfAnomaly || this.mag.active || !c.magRequiresPfAnomaly),
       x.fieldMilliTesla,
     );
-    emit("MAG_TAMPER", magTransition, this.mag, () => ({
-      field_mt_peak: round2(this.mag.peak),
-      pf_anomaly: x.pfAnomaly,
-      pf: round2(x.powerFactor),
-      ...(magTransition === "end" && magStartMs !== null ? { duration_ms: nowMs - magStartMs } : {}),
-    }));
+    if (suspectTransition === "start") {
+      this.counters.mag_suspect_cnt++;
+      // Confirmed in the same instant: the claim carries the evidence, no separate suspicion record.
+      if (magTransition !== "start" && !this.mag.active) {
+        this.suspectRecorded = true;
+        effects = this.transition(effects, nowMs, MAG_SUSPECT, "start", this.magSuspect, {
+          field_mt_peak: round2(this.magSuspect.peak),
+          pf_anomaly: false,
+        });
+      }
+    } else if (suspectTransition === "end" && this.suspectRecorded) {
+      this.suspectRecorded = false;
+      effects = this.transition(effects, nowMs, MAG_SUSPECT, "end", this.magSuspect, {
+        field_mt_peak: round2(this.magSuspect.peak),
+        ...(suspectStartMs === null ? {} : { duration_ms: nowMs - suspectStartMs }),
+      });
+    }
+    if (magTransition !== null) {
+      effects = this.transition(effects, nowMs, "MAG_TAMPER", magTransition, this.mag, {
+        field_mt_peak: round2(this.mag.peak),
+        pf_anomaly: x.pfAnomaly,
+        pf: round2(x.powerFactor),
+        ...(magTransition === "end" && magStartMs !== null ? { duration_ms: nowMs - magStartMs } : {}),
+      });
+    }
 
+    // seed 004: line/neutral differential beyond 10 %. Line above neutral: the return path bypasses the
+    // neutral (missing neutral, earth return); neutral above line: the line CT is shunted (bypass).
     const larger = Math.max(x.lineCurrentA, x.neutralCurrentA);
     const enough = larger >= c.currentMinA;
     const lineExcess = enough ? (x.lineCurrentA - x.neutralCurrentA) / larger : 0;
     const neutralExcess = enough ? (x.neutralCurrentA - x.lineCurrentA) / larger : 0;
-    const mismatchSnapshot = () => ({ line_a: round2(x.lineCurrentA), neutral_a: round2(x.neutralCurrentA) });
     const neutralOn =
       lineExcess > (this.neutral.active ? c.currentMismatchOffRatio : c.currentMismatchOnRatio);
-    emit("NEUTRAL_MISS", this.neutral.update(nowMs, neutralOn, lineExcess), this.neutral, () => ({
-      ...mismatchSnapshot(),
-      mismatch_pct: round2(lineExcess * 100),
-    }));
+    const neutralTransition = this.neutral.update(nowMs, neutralOn, lineExcess);
+    if (neutralTransition !== null) {
+      effects = this.transition(effects, nowMs, "NEUTRAL_MISS", neutralTransition, this.neutral, {
+        line_a: round2(x.lineCurrentA),
+        neutral_a: round2(x.neutralCurrentA),
+        mismatch_pct: round2(lineExcess * 100),
+      });
+    }
     const bypassOn =
       neutralExcess > (this.bypass.active ? c.currentMismatchOffRatio : c.currentMismatchOnRatio);
-    emit(
-      "BYPASS_SUS",
-      this.bypass.update(nowMs, bypassOn && x.voltageV > 100, neutralExcess),
-      this.bypass,
-      () => ({
-        ...mismatchSnapshot(),
-        mismatch_pct: round2(neutralExcess * 100),
-      }),
+    const bypassTransition = this.bypass.update(
+      nowMs,
+      bypassOn && x.voltageV > BYPASS_VOLTAGE_MIN_V,
+      neutralExcess,
     );
+    if (bypassTransition !== null) {
+      effects = this.transition(effects, nowMs, "BYPASS_SUS", bypassTransition, this.bypass, {
+        line_a: round2(x.lineCurrentA),
+        neutral_a: round2(x.neutralCurrentA),
+        mismatch_pct: round2(neutralExcess * 100),
+      });
+    }
 
     if (!c.exportAllowed) {
+      // Hysteresis: on beyond reverseOnW of export, off only once export falls below half of it.
       const reverseOn = x.activePowerW < -(this.reverse.active ? c.reverseOnW / 2 : c.reverseOnW);
-      emit("REV_CURRENT", this.reverse.update(nowMs, reverseOn, -x.activePowerW), this.reverse, () => ({
-        power_w: Math.round(x.activePowerW),
-      }));
+      const reverseTransition = this.reverse.update(nowMs, reverseOn, -x.activePowerW);
+      if (reverseTransition !== null) {
+        effects = this.transition(effects, nowMs, "REV_CURRENT", reverseTransition, this.reverse, {
+          power_w: Math.round(x.activePowerW),
+        });
+      }
     }
 
     // Physically impossible combinations: PF beyond 1, P beyond S, frequency off the grid, a "clean" PF
@@ -447,23 +483,72 @@ export class TamperRules {
     const impossible =
       Math.abs(x.powerFactor) > 1.02 ||
       Math.abs(x.activePowerW) > x.apparentPowerVa * 1.02 + 1 ||
-      (x.voltageV > 100 && (x.frequencyHz < 45 || x.frequencyHz > 65)) ||
+      (x.voltageV > BYPASS_VOLTAGE_MIN_V && (x.frequencyHz < 45 || x.frequencyHz > 65)) ||
       (x.thdPercent > 80 && Math.abs(x.powerFactor) > 0.98);
-    emit("INJECT_SUS", this.inject.update(nowMs, impossible, x.thdPercent), this.inject, () => ({
-      pf: round2(x.powerFactor),
-      p_w: Math.round(x.activePowerW),
-      s_va: Math.round(x.apparentPowerVa),
-      freq_hz: round2(x.frequencyHz),
-      thd_pct: round2(x.thdPercent),
-    }));
+    const injectTransition = this.inject.update(nowMs, impossible, x.thdPercent);
+    if (injectTransition !== null) {
+      effects = this.transition(effects, nowMs, "INJECT_SUS", injectTransition, this.inject, {
+        pf: round2(x.powerFactor),
+        p_w: Math.round(x.activePowerW),
+        s_va: Math.round(x.apparentPowerVa),
+        freq_hz: round2(x.frequencyHz),
+        thd_pct: round2(x.thdPercent),
+      });
+    }
 
     const tilted = x.tiltDeg >= c.tiltMinDeg && x.tiltDeg <= c.tiltMaxDeg;
-    emit("TILT", this.tilt.update(nowMs, tilted && x.vibrating, x.tiltDeg), this.tilt, () => ({
-      tilt_deg_peak: round2(this.tilt.peak),
-    }));
+    const tiltTransition = this.tilt.update(nowMs, tilted && x.vibrating, x.tiltDeg);
+    if (tiltTransition !== null) {
+      effects = this.transition(effects, nowMs, "TILT", tiltTransition, this.tilt, {
+        tilt_deg_peak: round2(this.tilt.peak),
+      });
+    }
 
-    effects.push(...this.coverEffects(this.cover.settle(nowMs)));
-    return effects;
+    const cover = this.cover.settle(nowMs);
+    if (cover !== null) {
+      effects ??= [];
+      effects.push(...this.coverEffects(cover));
+    }
+    return effects ?? NO_TAMPER_EFFECTS;
+  }
+
+  private transition(
+    effects: TamperEffect[] | null,
+    nowMs: number,
+    tamper: TamperLevelName,
+    transition: "start" | "end",
+    gate: Gate,
+    snapshot: Snapshot,
+  ): TamperEffect[] {
+    const out = effects ?? [];
+    const startMs = gate.activeSinceMs ?? nowMs;
+    if (transition === "start") {
+      if (tamper !== MAG_SUSPECT) this.counters.detections++;
+      const code = TAMPER_ERROR_CODES[tamper];
+      out.push({
+        type: tamper,
+        tamper,
+        level:
+          tamper === MAG_SUSPECT
+            ? "MINOR"
+            : tamper === "MAG_TAMPER" || tamper === "BYPASS_SUS"
+              ? "CRITICAL"
+              : "MAJOR",
+        startMs,
+        endMs: null,
+        snapshot: code === undefined ? snapshot : { ...snapshot, error_code: code },
+      });
+    } else {
+      out.push({
+        type: "TAMPER_CLEARED",
+        tamper,
+        level: "INFO",
+        startMs,
+        endMs: nowMs,
+        snapshot: { tamper, ...snapshot },
+      });
+    }
+    return out;
   }
 }
 

@@ -21,7 +21,11 @@ test("MAG_TAMPER: 49 mT sustained → nothing; 51 mT without PF anomaly → susp
   const below = new TamperRules();
   assert.deepEqual(hold(below, 0, 60_000, { fieldMilliTesla: 49, pfAnomaly: true }), []);
   const uncorrelated = new TamperRules();
-  assert.deepEqual(hold(uncorrelated, 0, 60_000, { fieldMilliTesla: 51 }), []);
+  const suspicion = hold(uncorrelated, 0, 60_000, { fieldMilliTesla: 51 });
+  assert.deepEqual(types(suspicion), ["MAG_SUSPECT"], "the field alone is the lower evidence level, once");
+  assert.equal(suspicion[0]!.level, "MINOR");
+  assert.equal(suspicion[0]!.snapshot.error_code, "0x09");
+  assert.deepEqual(uncorrelated.active(), [], "a suspicion is no tamper claim");
   assert.equal(uncorrelated.counters.mag_suspect_cnt, 1);
   const shortOnly = new TamperRules();
   assert.deepEqual(
@@ -31,9 +35,28 @@ test("MAG_TAMPER: 49 mT sustained → nothing; 51 mT without PF anomaly → susp
   );
   const confirmed = new TamperRules();
   const effects = hold(confirmed, 0, 3_000, { fieldMilliTesla: 51, pfAnomaly: true });
-  assert.deepEqual(types(effects), ["MAG_TAMPER"]);
+  assert.deepEqual(types(effects), ["MAG_TAMPER"], "confirmed at once: no separate suspicion record");
+  assert.equal(effects[0]!.level, "CRITICAL");
   assert.equal(effects[0]!.snapshot.error_code, "0x09");
   assert.equal(effects[0]!.startMs, 0);
+});
+
+test("MAG_SUSPECT escalates to MAG_TAMPER when the PF anomaly arrives later; each level clears once", () => {
+  const rules = new TamperRules();
+  const effects = [
+    ...hold(rules, 0, 10_000, { fieldMilliTesla: 70 }),
+    ...hold(rules, 10_100, 10_000, { fieldMilliTesla: 70, pfAnomaly: true }),
+    ...hold(rules, 20_200, 20_000, { fieldMilliTesla: 45 }), // between off (40) and on (50): still held
+    ...hold(rules, 40_300, 10_000, { fieldMilliTesla: 1 }),
+  ];
+  assert.deepEqual(types(effects), ["MAG_SUSPECT", "MAG_TAMPER", "TAMPER_CLEARED", "TAMPER_CLEARED"]);
+  assert.equal(effects[1]!.startMs, 10_100, "the claim starts when the correlation started");
+  assert.deepEqual(
+    effects.slice(2).map((e) => e.snapshot.tamper),
+    ["MAG_SUSPECT", "MAG_TAMPER"],
+  );
+  assert.deepEqual(rules.active(), []);
+  assert.equal(rules.magSuspected, false);
 });
 
 test("a repeated state does not grow the log: one record at start, one at clear (hysteresis 50/40 mT)", () => {

@@ -5,6 +5,8 @@ import { p256Verify, rawPublicKey, toHex } from "../../evidence/index.ts";
 import {
   authenticateImage,
   buildFirmwareImage,
+  CODE_SIGNING_OID,
+  certificateWindow,
   decodeFirmwareImage,
   FIRMWARE_COMPONENTS,
   type FirmwareComponent,
@@ -90,11 +92,17 @@ export function registerFirmware(program: Command): void {
     );
   firmware
     .command("inspect")
-    .description("show an image's header, CRC, signature and certificate validity")
+    .description(
+      "show an image's header, CRC, signature and certificate validity; with --ca, apply the meter's own checks",
+    )
     .argument("<file>", "image file")
-    .option("--ca <pem>", "check the certificate chain against this CA")
+    .option(
+      "--ca <pem>",
+      "trust anchor: check chain, code-signing purpose, validity and signature as a meter does",
+    )
+    .option("--at <iso>", "the meter's time for certificate validity (default: now)")
     .option("--json", "one JSON object")
-    .action((file: string, o: { ca?: string; json?: boolean }) => {
+    .action((file: string, o: { ca?: string; at?: string; json?: boolean }) => {
       let image: FirmwareImage;
       try {
         image = decodeFirmwareImage(new Uint8Array(read(file)));
@@ -102,30 +110,53 @@ export function registerFirmware(program: Command): void {
         if (error instanceof FirmwareError) fail(`${file}: ${error.message}`);
         throw error;
       }
-      const cert = new X509Certificate(Buffer.from(image.certificateDer));
-      const now = Date.now();
-      const certValidNow = now >= Date.parse(cert.validFrom) && now <= Date.parse(cert.validTo);
-      let signature: { valid: boolean; reason: string | null } = p256Verify(
-        rawPublicKey(cert.publicKey),
-        image.signedBytes,
-        image.signature,
-      )
-        ? { valid: true, reason: null }
-        : { valid: false, reason: "signature does not verify with the certificate's key" };
-      if (signature.valid && o.ca !== undefined) {
+      // shell: the CLI is where the wall clock may stand in for the meter's.
+      const atMs = o.at === undefined ? Date.now() : Date.parse(o.at);
+      if (Number.isNaN(atMs)) fail(`--at ${o.at} is not a date`, 2);
+      let cert: X509Certificate;
+      try {
+        cert = new X509Certificate(Buffer.from(image.certificateDer));
+      } catch {
+        fail(`${file}: SIGN_AUTH_FAIL: the image's certificate is not valid DER X.509`);
+      }
+      const window = certificateWindow(cert);
+      const certValidAt = atMs >= window.notBeforeMs && atMs <= window.notAfterMs;
+      let signatureValid = false;
+      try {
+        signatureValid = p256Verify(rawPublicKey(cert.publicKey), image.signedBytes, image.signature);
+      } catch {
+        signatureValid = false;
+      }
+      let problem: { code: string; cause: string | null; message: string } | null = signatureValid
+        ? null
+        : {
+            code: "SIGN_AUTH_FAIL",
+            cause: "BAD_SIGNATURE",
+            message: "signature does not verify with the certificate's key",
+          };
+      if (problem === null && !certValidAt) {
+        problem = {
+          code: "SIGN_AUTH_FAIL",
+          cause: atMs > window.notAfterMs ? "CERT_EXPIRED" : "CERT_NOT_YET_VALID",
+          message: `certificate valid ${cert.validFrom} – ${cert.validTo}`,
+        };
+      }
+      if (problem === null && o.ca !== undefined) {
         try {
           authenticateImage(
             image,
             { caCertificateDer: new Uint8Array(new X509Certificate(read(o.ca)).raw) },
-            null,
+            atMs,
           );
         } catch (error) {
-          signature = { valid: false, reason: (error as Error).message };
+          if (!(error instanceof FirmwareError)) throw error;
+          problem = { code: error.code, cause: error.detail ?? null, message: error.message };
         }
       }
       const report = {
         file,
         component: image.component,
+        updatable: UPDATABLE_COMPONENTS.includes(image.component),
         version: versionString(image.version),
         release_counter: image.version,
         hw_target: image.hwTarget,
@@ -138,27 +169,32 @@ export function registerFirmware(program: Command): void {
         certificate: {
           subject: cert.subject,
           issuer: cert.issuer,
-          valid_from: cert.validFrom,
-          valid_to: cert.validTo,
-          valid_now: certValidNow,
+          serial: cert.serialNumber,
+          valid_from: new Date(window.notBeforeMs).toISOString(),
+          valid_to: new Date(window.notAfterMs).toISOString(),
+          code_signing: (cert.keyUsage ?? []).includes(CODE_SIGNING_OID),
+          valid_at: certValidAt,
         },
-        signature_valid: signature.valid,
+        checked_at: new Date(atMs).toISOString(),
+        signature_valid: signatureValid,
         chain_checked: o.ca !== undefined,
-        problem: signature.reason,
+        problem:
+          problem === null ? null : `${problem.code}${problem.cause === null ? "" : ` (${problem.cause})`}`,
       };
       if (o.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else {
         process.stdout.write(
           [
-            `${file}: ${report.component} ${report.version} (release ${report.release_counter}) for ${report.hw_target}`,
+            `${file}: ${report.component} ${report.version} (release ${report.release_counter}) for ${report.hw_target}${report.updatable ? "" : " — NOT updatable in the field"}`,
             `  payload ${report.payload_bytes} B, image ${report.image_bytes} B, CRC-32 ${report.crc32} ok, sha256 ${report.sha256}`,
-            `  certificate ${cert.subject.replace(/\n/g, ", ")} issued by ${cert.issuer.replace(/\n/g, ", ")}`,
-            `  valid ${cert.validFrom} – ${cert.validTo} (${certValidNow ? "valid now" : "NOT valid now"})`,
-            `  signature ${signature.valid ? "valid" : `INVALID: ${signature.reason}`}${o.ca === undefined ? " (chain not checked: pass --ca)" : " (chain checked)"}`,
+            `  certificate ${cert.subject.replace(/\n/g, ", ")} issued by ${cert.issuer.replace(/\n/g, ", ")}, serial ${cert.serialNumber}${report.certificate.code_signing ? ", code signing" : ", NOT for code signing"}`,
+            `  valid ${report.certificate.valid_from} – ${report.certificate.valid_to} (${certValidAt ? "valid" : "NOT valid"} at ${report.checked_at})`,
+            `  signature ${signatureValid ? "valid" : "INVALID"}${o.ca === undefined ? " (chain not checked: pass --ca)" : " (chain checked)"}`,
+            problem === null ? "  ok" : `  ${report.problem}: ${problem.message.replace(/^[A-Z_]+: /, "")}`,
             "",
           ].join("\n"),
         );
       }
-      process.exitCode = signature.valid && certValidNow ? 0 : 1;
+      process.exitCode = problem === null ? 0 : 1;
     });
 }

@@ -1,9 +1,15 @@
+import { createPrivateKey, createPublicKey } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { generateKeyPem, generateTestPki } from "../../meter/index.ts";
+import { generateTestPki, issueEndEntity } from "../../meter/index.ts";
 
 const VALIDITY_YEARS = 5;
+const CLOCK_SKEW_ALLOWANCE_MS = 24 * 3600_000;
+
+function publicKeyPem(privateKeyPem: string): string {
+  return createPublicKey(createPrivateKey(privateKeyPem)).export({ type: "spki", format: "pem" }).toString();
+}
 
 export function registerPki(program: Command): void {
   const pki = program.command("pki").description("keys and certificates");
@@ -18,7 +24,8 @@ export function registerPki(program: Command): void {
         process.exit(2);
       }
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const now = new Date();
+      // shell: the wall clock; validity starts a day back so a meter whose clock lags still accepts.
+      const now = new Date(Date.now() - CLOCK_SKEW_ALLOWANCE_MS);
       const until = new Date(now.getTime());
       until.setUTCFullYear(until.getUTCFullYear() + VALIDITY_YEARS);
       const generated = await generateTestPki({ notBefore: now, notAfter: until });
@@ -28,17 +35,27 @@ export function registerPki(program: Command): void {
       write("ca.key.pem", generated.ca.privateKeyPem, 0o600);
       write("firmware-signing.crt.pem", generated.firmwareSigner.certificatePem);
       write("firmware-signing.key.pem", generated.firmwareSigner.privateKeyPem, 0o600);
+      let serial = 0x10;
       for (const role of ["meter", "concentrator"]) {
-        const key = await generateKeyPem();
-        write(`${role}.key.pem`, key.privateKeyPem, 0o600);
-        write(`${role}.pub.pem`, key.publicKeyPem);
+        // A device certificate (clientAuth) from the same CA: the meter refuses it on firmware images.
+        const device = await issueEndEntity(generated.ca, {
+          subject: `CN=amiproof test ${role}`,
+          notBefore: now,
+          notAfter: until,
+          serialNumber: (serial++).toString(16),
+          purpose: "device",
+        });
+        write(`${role}.key.pem`, device.privateKeyPem, 0o600);
+        write(`${role}.crt.pem`, device.certificatePem);
+        write(`${role}.pub.pem`, publicKeyPem(device.privateKeyPem));
       }
       process.stdout.write(
         [
           `wrote ${dir}:`,
           "  ca.crt.pem / ca.key.pem                         test CA (trust anchor provisioned in meters)",
           "  firmware-signing.crt.pem / firmware-signing.key.pem  signs images: amiproof firmware build --key … --cert …",
-          "  meter.key.pem / meter.pub.pem, concentrator.key.pem / concentrator.pub.pem",
+          "  meter.key.pem / meter.crt.pem / meter.pub.pem           meter key, its device certificate (clientAuth)",
+          "  concentrator.key.pem / concentrator.crt.pem / concentrator.pub.pem",
           `  valid ${now.toISOString()} – ${until.toISOString()}; private keys are mode 0600`,
           "",
         ].join("\n"),

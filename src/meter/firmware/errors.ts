@@ -10,14 +10,18 @@ export type FirmwareErrorCode =
   | "IMAGE_EXPIRED"
   | "BAD_IMAGE"
   | "BAD_STATE"
-  | "NOT_BOOTABLE";
+  | "NOT_BOOTABLE"
+  | "TRUNCATED";
 
 export class FirmwareError extends Error {
   readonly code: FirmwareErrorCode;
+  /** A finer cause where one code covers several (SIGN_AUTH_FAIL: CERT_EXPIRED, BAD_SIGNATURE, …). */
+  readonly detail: string | undefined;
 
-  constructor(code: FirmwareErrorCode, message: string) {
+  constructor(code: FirmwareErrorCode, message: string, detail?: string) {
     super(`${code}: ${message}`);
     this.name = "FirmwareError";
     this.code = code;
+    this.detail = detail;
   }
 }

@@ -1,4 +1,11 @@
-import { ByteReader, ByteWriter, crc32, P256_SIGNATURE_BYTES, sha256 } from "../../evidence/index.ts";
+import {
+  ByteReader,
+  ByteWriter,
+  crc32,
+  EvidenceError,
+  P256_SIGNATURE_BYTES,
+  sha256,
+} from "../../evidence/index.ts";
 import { FirmwareError } from "./errors.ts";
 
 // Signed firmware image (seeds 000, 001): header (component, version, hardware target, release counter,
@@ -77,7 +84,8 @@ export function buildFirmwareImage(
   return { ...header, payload, crc, certificateDer, signature, signedBytes, bytes, checksum: sha256(bytes) };
 }
 
-/** Decodes an image; a wrong CRC is ERROR_CRC_MISMATCH, anything malformed BAD_IMAGE. Signature unchecked. */
+/** Decodes an image; a wrong CRC is ERROR_CRC_MISMATCH, a short one TRUNCATED, anything else malformed
+ * BAD_IMAGE. The signature is checked by pki.ts. */
 export function decodeFirmwareImage(bytes: Uint8Array): FirmwareImage {
   try {
     const r = new ByteReader(bytes, "firmware image");
@@ -127,8 +135,8 @@ export function decodeFirmwareImage(bytes: Uint8Array): FirmwareImage {
     };
   } catch (error) {
     if (error instanceof FirmwareError) throw error;
-    if (error instanceof Error && error.name === "EvidenceError")
-      throw new FirmwareError("BAD_IMAGE", error.message);
+    if (error instanceof EvidenceError)
+      throw new FirmwareError(error.code === "TRUNCATED" ? "TRUNCATED" : "BAD_IMAGE", error.message);
     throw error;
   }
 }

@@ -1,14 +1,30 @@
-import type {
-  EventLevel,
-  EventRecord,
-  EventType,
-  NvmDevice,
-  NvmRegion,
-  SecureElement,
-  Snapshot,
+import {
+  crc32,
+  type EventLevel,
+  type EventRecord,
+  type EventType,
+  type NvmDevice,
+  type NvmRegion,
+  type SecureElement,
+  type Snapshot,
 } from "../../evidence/index.ts";
-import { DualCopyRecord, decodeIntegers, encodeIntegers, type MeterNvmLayout } from "../nvm-layout.ts";
-import { FirmwareError, type FirmwareErrorCode } from "./errors.ts";
+import { DualCopyRecord, type MeterNvmLayout } from "../nvm-layout.ts";
+import {
+  AUTH_CAUSES,
+  type AuthCause,
+  BOOT_COUNTER_MAX,
+  type BootConfig,
+  type ComponentBoot,
+  decodeBootConfig,
+  encodeBootConfig,
+  SLOTS,
+  type Slot,
+  type StagedTransfer,
+  type Transition,
+  UPDATABLE,
+  type UpdatableComponent,
+} from "./boot-config.ts";
+import { FirmwareError } from "./errors.ts";
 import {
   decodeFirmwareImage,
   type FirmwareComponent,
@@ -18,51 +34,60 @@ import {
   versionString,
 } from "./image.ts";
 import { authenticateImage, type TrustAnchor } from "./pki.ts";
+import { transitionRecords } from "./transitions.ts";
+import { Watchdog, type WatchdogState } from "./watchdog.ts";
 
-// The bootloader and update manager (seed 000; MCUboot-style trial boot with a security counter, Mender/
-// RAUC-style boot counting), per updatable component: application and comms stack each have banks A/B;
-// the recovery bank holds both golden images and is locked after provisioning.
+// The bootloader and the update manager (seed 000; MCUboot's trial boot and security counter, Mender's
+// and RAUC's boot counting), per updatable component: the application and the comms stack each have banks
+// A and B; the recovery bank holds both golden images and is locked once provisioned.
 //
-// Every decision is one atomic boot-config write (dual copy), so a power cut at any point leaves either
-// the old or the new decision; images are verified before they are executed; when nothing else verifies
-// the golden image runs — never bricked. Every transition is a sealed event record, and rollback.log is
-// derived from those records.
+// Rules, each kept under a power cut at any byte:
+// - Every decision is one atomic boot-config write (dual copy, boot-config.ts); the record of the decision
+//   is sealed right after, and a record a cut prevented is sealed at the next boot (`fw_transition` ties
+//   each record to its decision, so none is missing and none is sealed twice).
+// - Verify before execute: an image runs only if its CRC, certificate chain and signature verify; the
+//   bootloader falls back to golden, and as a last resort to the newest other authentic bank. Never
+//   bricked unless every bank of a component is corrupt.
+// - The rollback flag is applied at the next reset, after the golden image verified (seed 000 admin desk:
+//   "the Active Flag is only toggled after a successful verification"), so repeating the command or a cut
+//   mid-rollback can only restart the same transition, never oscillate.
 
-/** Trial boots of a new image without a watchdog confirmation before WDT_REBOOT_LOOP. */
+/** Trial boots of a new image without a watchdog kick before WDT_REBOOT_LOOP rolls it back. */
 export const BOOT_ATTEMPTS_MAX = 3;
+/** Consecutive watchdog resets of confirmed images before WDT_REBOOT_LOOP reverts to golden. */
+export const WDT_RESETS_MAX = 3;
+/** IC 18 image_block_size bound (the DLMS layer negotiates at most this). */
 export const TRANSFER_BLOCK_BYTES_MAX = 4096;
 
-export type Slot = "A" | "B" | "GOLDEN";
-const SLOTS: readonly Slot[] = ["A", "B", "GOLDEN"];
-type Updatable = "app" | "comms";
-const COMPONENTS: readonly Updatable[] = ["app", "comms"];
-
-export interface ComponentBoot {
-  /** Confirmed slot that runs when no trial is pending. */
-  slot: Slot;
-  /** Slot on trial (activated, not yet confirmed), or null. */
-  trial: Slot | null;
-  attempts: number;
-}
-
-interface BootConfig {
-  app: ComponentBoot;
-  comms: ComponentBoot;
-  /** 0 none, 1 full (app + comms → golden), 2 partial (app → golden, comms stays current). */
-  rollbackFlag: 0 | 1 | 2;
-}
+export type ResetCause = "power_on" | "watchdog" | "software";
 
 export interface BankInfo {
-  readonly component: Updatable;
+  readonly component: UpdatableComponent;
   readonly slot: Slot;
   readonly version: number | null;
   readonly valid: boolean;
   readonly running: boolean;
 }
 
+export interface RunningImage {
+  readonly slot: Slot;
+  readonly version: number;
+  readonly trial: boolean;
+}
+
 export interface BootResult {
-  readonly app: { slot: Slot; version: number; trial: boolean };
-  readonly comms: { slot: Slot; version: number; trial: boolean };
+  readonly app: RunningImage;
+  readonly comms: RunningImage;
+}
+
+export interface TransferStatus {
+  readonly component: UpdatableComponent;
+  readonly slot: Slot;
+  readonly imageBytes: number;
+  readonly blockBytes: number;
+  readonly blocks: number;
+  readonly firstNotTransferredBlock: number;
+  readonly verified: boolean;
 }
 
 export interface FirmwareManagerOptions {
@@ -72,108 +97,157 @@ export interface FirmwareManagerOptions {
   readonly trust: TrustAnchor;
   readonly hwTarget: string;
   /** Seals a record in the meter's event log. */
-  readonly seal: (type: EventType, level: EventLevel, snapshot: Snapshot) => EventRecord | undefined;
-  /** Meter time, for certificate validity and expiry. */
+  readonly seal: (type: EventType, level: EventLevel, snapshot: Snapshot) => EventRecord | null | undefined;
+  /** Meter time, for certificate validity, image expiry and the watchdog window. */
   readonly nowMs: () => number;
+  /**
+   * The sealed log's retained records, oldest first: boot() looks there for the newest transition's
+   * records and seals those a power cut prevented. Without it, that recovery is skipped.
+   */
+  readonly records?: () => readonly EventRecord[];
+  readonly watchdogWindowMs?: number;
 }
 
-interface Staging {
-  component: Updatable;
-  slot: Slot;
-  imageBytes: number;
-  blockBytes: number;
-  received: boolean[];
-  verified: FirmwareImage | null;
-}
-
-export function securityCounterName(component: Updatable): string {
+export function securityCounterName(component: UpdatableComponent): string {
   return `fw_${component}_version`;
 }
 
+type Check = "install" | "rollback" | "boot";
+type Attempt = { readonly image: FirmwareImage } | { readonly error: FirmwareError };
+
 export class FirmwareManager {
   private readonly options: FirmwareManagerOptions;
-  private readonly config: DualCopyRecord;
-  private boot$: BootConfig | null = null;
-  private staging: Staging | null = null;
+  private readonly store: DualCopyRecord;
+  private readonly watchdog: Watchdog;
+  private cached: BootConfig | null = null;
   private running: BootResult | null = null;
+  private received: boolean[] | null = null;
 
   constructor(options: FirmwareManagerOptions) {
     this.options = options;
-    this.config = new DualCopyRecord(options.nvm, options.layout.bootConfig);
+    this.store = new DualCopyRecord(options.nvm, options.layout.bootConfig);
+    this.watchdog = new Watchdog(options.watchdogWindowMs);
   }
 
   // ───────────────────────────── factory ─────────────────────────────
 
-  /** Factory provisioning: golden images into the recovery bank and bank A; then the recovery bank is locked. */
+  /** Factory provisioning: golden images into the recovery bank and bank A; the recovery bank then locks. */
   provision(goldenApp: FirmwareImage, goldenComms: FirmwareImage): void {
-    if (this.readConfig() !== null) {
-      this.refuse("MEM_ACCESS_VIOLATION", "app", null, "recovery partition is locked after provisioning");
+    if (this.configState() !== "absent") {
+      this.refuse("MEM_ACCESS_VIOLATION", "app", "recovery partition is locked after provisioning");
     }
-    const half = this.options.layout.firmwareRecovery.length / 2;
-    const recovery = this.options.layout.firmwareRecovery;
-    this.writeRegion({ offset: recovery.offset, length: half }, goldenApp.bytes);
-    this.writeRegion({ offset: recovery.offset + half, length: half }, goldenComms.bytes);
-    this.writeRegion(this.regionOf("app", "A"), goldenApp.bytes);
-    this.writeRegion(this.regionOf("comms", "A"), goldenComms.bytes);
-    this.options.secureElement.advanceCounter(securityCounterName("app"), goldenApp.version);
-    this.options.secureElement.advanceCounter(securityCounterName("comms"), goldenComms.version);
+    const golden = { app: goldenApp, comms: goldenComms };
+    for (const component of UPDATABLE) this.checkImage(component, golden[component], "rollback");
+    for (const component of UPDATABLE) {
+      this.writeRegion(this.imageRegion(component, "GOLDEN"), golden[component].bytes);
+      this.writeRegion(this.imageRegion(component, "A"), golden[component].bytes);
+      this.options.secureElement.advanceCounter(securityCounterName(component), golden[component].version);
+    }
     this.writeConfig({
       app: { slot: "A", trial: null, attempts: 0 },
       comms: { slot: "A", trial: null, attempts: 0 },
-      rollbackFlag: 0,
+      rollbackFlag: "NONE",
+      wdtResets: 0,
+      staging: null,
+      last: null,
     });
   }
 
   /** Any write aimed at the recovery bank after provisioning: refused and recorded. */
-  writeRecovery(_bytes: Uint8Array): never {
-    this.refuse("MEM_ACCESS_VIOLATION", "app", null, "write to the locked recovery partition refused");
+  writeRecovery(bytes: Uint8Array): never {
+    const recovery = this.options.layout.firmwareRecovery;
+    this.guardWrite(recovery.offset, Math.max(1, Math.min(bytes.length, recovery.length)));
+    throw new FirmwareError("BAD_STATE", "the recovery partition is written only by factory provisioning");
   }
 
-  // ───────────────────────────── transfer (IC 18) ─────────────────────────────
+  // ───────────────────────────── transfer (DLMS IC 18) ─────────────────────────────
 
-  /** image_transfer_initiate: staging goes to the component's inactive bank, which is erased. */
-  initiateTransfer(component: FirmwareComponent, imageBytes: number, blockBytes: number): void {
+  /**
+   * image_transfer_initiate: the transfer goes to the component's inactive bank. The same identifier,
+   * size and block size as a transfer already staged resume it (true), keeping the blocks received, even
+   * across resets; anything else erases the bank and starts afresh (false).
+   */
+  initiateTransfer(
+    component: FirmwareComponent,
+    imageBytes: number,
+    blockBytes: number,
+    identifier: string = component,
+  ): boolean {
+    this.requireBooted();
     if (!UPDATABLE_COMPONENTS.includes(component)) {
-      this.refuse("COMPONENT_NOT_UPDATABLE", "app", null, `${component} firmware never changes in the field`);
-    }
-    const updatable = component as Updatable;
-    const config = this.requireConfig();
-    const slot: Slot = config[updatable].slot === "A" ? "B" : "A";
-    const region = this.regionOf(updatable, slot);
-    if (imageBytes < 1 || imageBytes > region.length) {
-      throw new FirmwareError(
-        "BAD_IMAGE",
-        `image of ${imageBytes} bytes does not fit the ${region.length}-byte bank`,
+      this.refuse(
+        "COMPONENT_NOT_UPDATABLE",
+        component,
+        `${component} firmware never changes in the field (seed 001)`,
       );
     }
-    if (blockBytes < 1 || blockBytes > TRANSFER_BLOCK_BYTES_MAX) {
-      throw new FirmwareError("BAD_STATE", `block size must be 1..${TRANSFER_BLOCK_BYTES_MAX}`);
-    }
-    if (config[updatable].trial === slot) {
+    const updatable = component as UpdatableComponent;
+    const config = this.requireConfig();
+    if (config[updatable].trial !== null) {
       // Overwriting a bank on trial would pull the image from under the bootloader.
-      throw new FirmwareError("BAD_STATE", `bank ${slot} is on trial; confirm or roll back first`);
+      throw new FirmwareError(
+        "BAD_STATE",
+        `${updatable} bank ${config[updatable].trial} is on trial; confirm or roll back first`,
+      );
     }
-    this.eraseRegion(region);
-    this.staging = {
+    const slot = inactiveSlot(config[updatable]);
+    const capacity = this.imageRegion(updatable, slot).length;
+    if (!Number.isSafeInteger(imageBytes) || imageBytes < 1 || imageBytes > capacity) {
+      throw new FirmwareError(
+        "BAD_IMAGE",
+        `image of ${imageBytes} bytes does not fit the ${capacity}-byte ${updatable} bank`,
+      );
+    }
+    if (!Number.isSafeInteger(blockBytes) || blockBytes < 1 || blockBytes > TRANSFER_BLOCK_BYTES_MAX) {
+      throw new FirmwareError(
+        "BAD_STATE",
+        `block size must be 1..${TRANSFER_BLOCK_BYTES_MAX} bytes, got ${blockBytes}`,
+      );
+    }
+    const blocks = Math.ceil(imageBytes / blockBytes);
+    if (blocks > this.bitmapBlocksMax()) {
+      throw new FirmwareError(
+        "BAD_STATE",
+        `${blocks} blocks exceed the ${this.bitmapBlocksMax()} the transfer bitmap tracks; use larger blocks`,
+      );
+    }
+    const identifierTag = crc32(new TextEncoder().encode(identifier));
+    const s = config.staging;
+    if (
+      s !== null &&
+      s.component === updatable &&
+      s.slot === slot &&
+      s.imageBytes === imageBytes &&
+      s.blockBytes === blockBytes &&
+      s.identifierTag === identifierTag
+    ) {
+      return true;
+    }
+    // Drop the old descriptor before its bank is erased: a descriptor always describes its bank.
+    if (s !== null) this.writeConfig({ ...config, staging: null });
+    this.eraseRegion(this.bankRegion(updatable, slot));
+    this.received = null;
+    const staging: StagedTransfer = {
       component: updatable,
       slot,
       imageBytes,
       blockBytes,
-      received: new Array<boolean>(Math.ceil(imageBytes / blockBytes)).fill(false),
-      verified: null,
+      identifierTag,
+      verified: false,
     };
-    this.options.seal("FW_UPDATE_RECEIVED", "INFO", {
-      component: updatable,
-      bank: slot,
-      image_bytes: imageBytes,
-    });
+    this.decide(
+      { ...this.requireConfig(), staging },
+      { kind: "RECEIVED", components: [updatable], toSlot: slot, value: imageBytes },
+    );
+    return false;
   }
 
   /** image_block_transfer: block n at n × block size; a block already received is ignored (idempotent). */
   receiveBlock(blockNumber: number, bytes: Uint8Array): void {
     const staging = this.requireStaging();
-    if (!Number.isInteger(blockNumber) || blockNumber < 0 || blockNumber >= staging.received.length) {
-      throw new FirmwareError("BAD_STATE", `block ${blockNumber} outside 0..${staging.received.length - 1}`);
+    const blocks = Math.ceil(staging.imageBytes / staging.blockBytes);
+    if (!Number.isSafeInteger(blockNumber) || blockNumber < 0 || blockNumber >= blocks) {
+      throw new FirmwareError("BAD_STATE", `block ${blockNumber} outside 0..${blocks - 1}`);
     }
     const expected = Math.min(staging.blockBytes, staging.imageBytes - blockNumber * staging.blockBytes);
     if (bytes.length !== expected) {
@@ -182,188 +256,193 @@ export class FirmwareManager {
         `block ${blockNumber} must be ${expected} bytes, got ${bytes.length}`,
       );
     }
-    if (staging.received[blockNumber]) return;
-    const region = this.regionOf(staging.component, staging.slot);
-    this.programAt(region.offset + blockNumber * staging.blockBytes, bytes);
+    const received = this.receivedBlocks(staging);
+    if (received[blockNumber]) return;
+    const at = this.bankRegion(staging.component, staging.slot).offset + blockNumber * staging.blockBytes;
+    // NOR: a block cut part-way keeps a subset of its bits cleared, so the same data programs over it;
+    // other data cannot (the bank must be erased: initiate again with another identifier).
+    const current = this.options.nvm.read(at, bytes.length);
+    for (let i = 0; i < bytes.length; i++) {
+      if ((current[i]! & bytes[i]!) !== bytes[i]) {
+        throw new FirmwareError(
+          "BAD_STATE",
+          `block ${blockNumber} differs from the data already programmed at byte ${i}; initiate a new transfer`,
+        );
+      }
+    }
+    this.programAt(at, bytes);
     this.options.nvm.sync();
-    staging.received[blockNumber] = true;
+    this.markReceived(staging, blockNumber);
+    received[blockNumber] = true;
   }
 
   /** image_first_not_transferred_block_number (attribute 4): where an interrupted transfer resumes. */
   firstNotTransferredBlock(): number {
-    const staging = this.staging;
+    const staging = this.stagingOrNull();
     if (staging === null) return 0;
-    const index = staging.received.indexOf(false);
-    return index < 0 ? staging.received.length : index;
+    const received = this.receivedBlocks(staging);
+    const index = received.indexOf(false);
+    return index < 0 ? received.length : index;
   }
 
   /** image_transferred_blocks_status (attribute 3). */
   transferredBlocks(): readonly boolean[] {
-    return this.staging?.received ?? [];
+    const staging = this.stagingOrNull();
+    return staging === null ? [] : this.receivedBlocks(staging).slice();
   }
 
-  /** image_verify: CRC, component, hardware target, expiry, certificate chain and validity, signature, version. */
+  transferStatus(): TransferStatus | null {
+    const s = this.stagingOrNull();
+    if (s === null) return null;
+    return {
+      component: s.component,
+      slot: s.slot,
+      imageBytes: s.imageBytes,
+      blockBytes: s.blockBytes,
+      blocks: Math.ceil(s.imageBytes / s.blockBytes),
+      firstNotTransferredBlock: this.firstNotTransferredBlock(),
+      verified: s.verified,
+    };
+  }
+
+  /**
+   * image_verify: CRC, component, hardware target, expiry, certificate chain, code-signing purpose and
+   * validity against the meter clock, signature, and the anti-rollback counter. A refusal is recorded
+   * (FW_REFUSED, SIG_FAIL or FW_ROLLBACK) and drops the transfer; the running banks never change.
+   */
   verify(): FirmwareImage {
     const staging = this.requireStaging();
-    if (staging.received.includes(false)) {
+    if (this.receivedBlocks(staging).includes(false)) {
       throw new FirmwareError(
         "BAD_STATE",
         `image incomplete: first missing block ${this.firstNotTransferredBlock()}`,
       );
     }
-    let staged: FirmwareImage;
-    try {
-      staged = this.readImage(staging.component, staging.slot);
-    } catch (error) {
-      if (error instanceof FirmwareError) this.refuse(error.code, staging.component, null, error.message);
-      throw error;
+    const image = this.stagedImage(staging);
+    if (!staging.verified) {
+      this.decide(
+        { ...this.requireConfig(), staging: { ...staging, verified: true } },
+        { kind: "VERIFIED", components: [staging.component], toSlot: staging.slot, value: image.version },
+      );
     }
-    const image = this.checkImage(staging.component, staged, true);
-    staging.verified = image;
-    this.options.seal("FW_VERIFIED", "INFO", {
-      component: staging.component,
-      bank: staging.slot,
-      version: versionString(image.version),
-      checksum: Buffer.from(image.checksum).toString("hex"),
-    });
     return image;
   }
 
-  /** image_activate: the verified bank goes on trial at the next reset. */
+  /** image_activate: the verified bank (checked once more) goes on trial at the next reset. */
   activate(): void {
     const staging = this.requireStaging();
-    if (staging.verified === null) throw new FirmwareError("BAD_STATE", "activate needs a verified image");
+    if (!staging.verified) throw new FirmwareError("BAD_STATE", "activate needs a verified image");
+    const image = this.stagedImage(staging);
     const config = this.requireConfig();
-    config[staging.component] = { ...config[staging.component], trial: staging.slot, attempts: 0 };
-    this.writeConfig(config);
-    this.options.seal("FW_ACTIVATED", "INFO", {
-      component: staging.component,
-      bank: staging.slot,
-      version: versionString(staging.verified.version),
-    });
-    this.staging = null;
+    this.decide(
+      {
+        ...config,
+        [staging.component]: { slot: config[staging.component].slot, trial: staging.slot, attempts: 0 },
+        staging: null,
+      },
+      { kind: "ACTIVATED", components: [staging.component], toSlot: staging.slot, value: image.version },
+    );
+    this.received = null;
   }
 
-  // ───────────────────────────── boot ─────────────────────────────
+  // ───────────────────────────── boot and watchdog ─────────────────────────────
 
-  /** The bootloader at reset. Always ends running a verified image of each component. */
-  boot(): BootResult {
-    const config = this.requireConfig();
-    if (config.rollbackFlag !== 0) {
-      const full = config.rollbackFlag === 1;
-      for (const component of full ? COMPONENTS : (["app"] as const)) {
-        const before = config[component];
-        if (before.slot !== "GOLDEN" || before.trial !== null) {
-          config[component] = { slot: "GOLDEN", trial: null, attempts: 0 };
-          this.writeConfigAnd(config, () =>
-            this.options.seal("FW_ROLLED_BACK", "MAJOR", {
-              component,
-              reason: full ? "FORCED_ROLLBACK" : "PARTIAL_ROLLBACK",
-              from_bank: before.trial ?? before.slot,
-              to_bank: "GOLDEN",
-            }),
-          );
-        }
-      }
-      config.rollbackFlag = 0;
-      this.writeConfig(config);
+  /**
+   * The bootloader at reset: seals what a cut left unsealed, applies a pending rollback flag, breaks a
+   * watchdog reboot loop, counts trial boots, verifies before executing, then arms the watchdog. Always
+   * ends running a verified image of each component (NOT_BOOTABLE only when no bank of a component,
+   * golden included, verifies).
+   */
+  boot(resetCause: ResetCause = "power_on"): BootResult {
+    this.running = null;
+    this.received = null;
+    this.watchdog.disarm();
+    let config = this.bootConfigOrFallback();
+    this.recoverRecords(config);
+    if (resetCause === "watchdog" && config.app.trial === null && config.comms.trial === null) {
+      config = this.writeConfig({ ...config, wdtResets: Math.min(config.wdtResets + 1, BOOT_COUNTER_MAX) });
     }
-    const result: Partial<Record<Updatable, { slot: Slot; version: number; trial: boolean }>> = {};
-    for (const component of COMPONENTS) {
-      const c = config[component];
-      if (c.trial !== null) {
-        c.attempts++;
-        this.writeConfig(config); // counted before the jump: a reset loop cannot hide
-        if (c.attempts > BOOT_ATTEMPTS_MAX) {
-          this.rollbackTrial(config, component, "WDT_REBOOT_LOOP");
-        } else {
-          const trialImage = this.tryImage(component, c.trial);
-          if (trialImage !== null) {
-            result[component] = { slot: c.trial, version: trialImage.version, trial: true };
-            continue;
-          }
-          this.rollbackTrial(config, component, "ERROR_CRC_MISMATCH");
-        }
-      }
-      // Verify before execute, falling back towards the golden image.
-      for (const slot of fallbackOrder(c.slot)) {
-        const image = this.tryImage(component, slot);
-        if (image === null) {
-          if (slot !== "GOLDEN") this.logBootFailure(component, slot);
-          continue;
-        }
-        if (slot !== c.slot) {
-          const from = c.slot;
-          config[component] = { slot, trial: null, attempts: 0 };
-          this.writeConfigAnd(config, () =>
-            this.options.seal("FW_ROLLED_BACK", "CRITICAL", {
-              component,
-              reason: "ERROR_CRC_MISMATCH",
-              from_bank: from,
-              to_bank: slot,
-            }),
-          );
-        }
-        result[component] = { slot, version: image.version, trial: false };
-        break;
-      }
-      if (result[component] === undefined)
-        throw new FirmwareError("NOT_BOOTABLE", `no ${component} image verifies, not even golden`);
+    config = this.applyRollbackFlag(config);
+    config = this.breakRebootLoop(config);
+    const result: Partial<Record<UpdatableComponent, RunningImage>> = {};
+    for (const component of UPDATABLE) {
+      const booted = this.bootComponent(config, component);
+      config = booted.config;
+      result[component] = booted.running;
     }
     this.running = result as BootResult;
+    this.watchdog.arm(this.options.nowMs());
     return this.running;
   }
 
-  /** The running trial image kicked its watchdog in time: it becomes the confirmed image. */
-  confirm(component: Updatable): void {
+  /**
+   * The running code kicks its watchdog. Within the window it proves the images healthy: trials are
+   * confirmed and the reboot-loop count clears. Too late (the window passed) it returns false: the
+   * watchdog has fired, the shell resets the meter with boot("watchdog").
+   */
+  kick(): boolean {
+    const running = this.requireBooted();
+    if (!this.watchdog.kick(this.options.nowMs())) return false;
+    for (const component of UPDATABLE) if (running[component].trial) this.confirm(component);
     const config = this.requireConfig();
-    const c = config[component];
-    if (c.trial === null) return; // idempotent
-    const image = this.readImage(component, c.trial);
-    const slot = c.trial;
-    config[component] = { slot, trial: null, attempts: 0 };
-    this.writeConfig(config);
-    this.options.secureElement.advanceCounter(securityCounterName(component), image.version);
-    this.options.seal("FW_CONFIRMED", "INFO", {
-      component,
-      bank: slot,
-      version: versionString(image.version),
-    });
-    if (this.running !== null)
-      this.running = { ...this.running, [component]: { slot, version: image.version, trial: false } };
+    if (config.wdtResets > 0) this.writeConfig({ ...config, wdtResets: 0 });
+    return true;
+  }
+
+  /** The watchdog's state at the meter's time; EXPIRED means the shell must reset (boot("watchdog")). */
+  watchdogState(): WatchdogState {
+    return this.watchdog.state(this.options.nowMs());
+  }
+
+  /** The running trial image proved itself: it becomes the confirmed image, the counter advances. */
+  confirm(component: UpdatableComponent): boolean {
+    const running = this.requireBooted();
+    const config = this.requireConfig();
+    const trial = config[component].trial;
+    if (trial === null || !running[component].trial) return false; // idempotent
+    const version = running[component].version;
+    this.decide(
+      { ...config, [component]: { slot: trial, trial: null, attempts: 0 } },
+      { kind: "CONFIRMED", components: [component], toSlot: trial, value: version },
+      () => this.advanceCounter(component, version),
+    );
+    this.running = { ...running, [component]: { slot: trial, version, trial: false } };
+    return true;
   }
 
   /**
-   * Forced rollback command: sets the rollback flag, applied at the next reset. Idempotent: when the
-   * component(s) already run the golden image with nothing on trial, or the flag is already set, nothing
-   * changes and nothing is recorded twice.
+   * Forced rollback command (seed 000): sets the rollback flag, applied at the next reset. Idempotent:
+   * when the flag is already set, or the targets already run golden with nothing on trial, nothing is
+   * written (false). "full" reverts the application and the comms stack, "partial" the application only.
    */
-  forceRollback(kind: "full" | "partial"): boolean {
+  forceRollback(kind: "full" | "partial" = "full"): boolean {
     const config = this.requireConfig();
-    const flag = kind === "full" ? 1 : 2;
-    const targets = kind === "full" ? COMPONENTS : (["app"] as const);
-    const already = targets.every((t) => config[t].slot === "GOLDEN" && config[t].trial === null);
-    if (already || config.rollbackFlag === flag || config.rollbackFlag === 1) return false;
-    config.rollbackFlag = flag;
-    this.writeConfig(config);
+    const flag = kind === "full" ? "FULL" : "PARTIAL";
+    if (config.rollbackFlag === "FULL" || config.rollbackFlag === flag) return false;
+    const targets = kind === "full" ? UPDATABLE : (["app"] as const);
+    if (targets.every((t) => config[t].slot === "GOLDEN" && config[t].trial === null)) return false;
+    this.writeConfig({ ...config, rollbackFlag: flag });
     return true;
+  }
+
+  /** Seed 000 "Partial Rollback": the application layer only; the comms stack stays current. */
+  partialRollback(): boolean {
+    return this.forceRollback("partial");
   }
 
   // ───────────────────────────── reads ─────────────────────────────
 
   banks(): BankInfo[] {
-    const config = this.readConfig();
     const out: BankInfo[] = [];
-    for (const component of COMPONENTS) {
+    for (const component of UPDATABLE) {
       for (const slot of SLOTS) {
-        const image = this.tryImage(component, slot);
-        const running = this.running?.[component].slot === slot;
+        const attempt = this.tryImage(component, slot, "boot");
         out.push({
           component,
           slot,
-          version: image?.version ?? null,
-          valid: image !== null,
-          running: running && config !== null,
+          version: "image" in attempt ? attempt.image.version : null,
+          valid: "image" in attempt,
+          running: this.running?.[component].slot === slot,
         });
       }
     }
@@ -372,7 +451,7 @@ export class FirmwareManager {
 
   counters(): Record<string, number> {
     return Object.fromEntries(
-      COMPONENTS.map((c) => [
+      UPDATABLE.map((c) => [
         securityCounterName(c),
         this.options.secureElement.readCounter(securityCounterName(c)),
       ]),
@@ -380,9 +459,11 @@ export class FirmwareManager {
   }
 
   /** SHA-256 of the running image of a component: what the head-end compares with the asset register. */
-  runningChecksum(component: Updatable): Uint8Array | null {
+  runningChecksum(component: UpdatableComponent): Uint8Array | null {
     const slot = this.running?.[component].slot;
-    return slot === undefined ? null : (this.tryImage(component, slot)?.checksum ?? null);
+    if (slot === undefined) return null;
+    const attempt = this.tryImage(component, slot, "boot");
+    return "image" in attempt ? attempt.image.checksum : null;
   }
 
   get runningImages(): BootResult | null {
@@ -390,118 +471,344 @@ export class FirmwareManager {
   }
 
   bootConfig(): BootConfig | null {
-    return this.readConfig();
+    return this.configState() === "valid" ? this.requireConfig() : null;
   }
 
-  // ───────────────────────────── internals ─────────────────────────────
+  // ───────────────────────────── boot internals ─────────────────────────────
 
-  private rollbackTrial(config: BootConfig, component: Updatable, reason: FirmwareErrorCode): void {
-    const from = config[component].trial;
-    config[component] = { ...config[component], trial: null, attempts: 0 };
-    this.writeConfigAnd(config, () => {
-      if (reason === "WDT_REBOOT_LOOP") {
-        this.options.seal("WDT_REBOOT_LOOP", "CRITICAL", {
-          component,
-          bank: from ?? "?",
-          boot_attempts: BOOT_ATTEMPTS_MAX + 1,
+  private applyRollbackFlag(config: BootConfig): BootConfig {
+    if (config.rollbackFlag === "NONE") return config;
+    const full = config.rollbackFlag === "FULL";
+    const targets = full ? UPDATABLE : (["app"] as const);
+    const moving = targets.filter((t) => config[t].slot !== "GOLDEN" || config[t].trial !== null);
+    const cleared = { ...config, rollbackFlag: "NONE" as const };
+    if (moving.length === 0) return this.writeConfig(cleared);
+    for (const component of moving) {
+      const attempt = this.tryImage(component, "GOLDEN", "rollback");
+      if ("error" in attempt) {
+        // seed 000: ERROR_CRC_MISMATCH (recovery payload compromised) or SIGN_AUTH_FAIL (its certificate
+        // expired): the rollback is refused as a whole and the meter stays on its verified image.
+        return this.decide(cleared, {
+          kind: "ROLLBACK_REFUSED",
+          components: moving,
+          reason: attempt.error.code,
+          cause: authCause(attempt.error),
+          toSlot: "GOLDEN",
         });
       }
-      this.options.seal("FW_ROLLED_BACK", "CRITICAL", {
-        component,
-        reason,
-        from_bank: from ?? "?",
-        to_bank: config[component].slot,
-      });
-    });
-  }
-
-  private logBootFailure(component: Updatable, slot: Slot): void {
-    this.options.seal("FW_REFUSED", "CRITICAL", {
-      component,
-      bank: slot,
-      reason: "ERROR_CRC_MISMATCH",
-      stage: "boot",
-    });
-  }
-
-  /** Reads, decodes and authenticates (without the validity window: installed images keep running). */
-  private tryImage(component: Updatable, slot: Slot): FirmwareImage | null {
-    try {
-      return this.checkImage(component, this.readImage(component, slot), false);
-    } catch (error) {
-      if (error instanceof FirmwareError) return null;
-      throw error;
     }
+    const next: BootConfig = {
+      ...cleared,
+      ...Object.fromEntries(moving.map((c) => [c, { slot: "GOLDEN", trial: null, attempts: 0 }])),
+    };
+    return this.decide(next, {
+      kind: "ROLLED_BACK",
+      components: moving,
+      reason: full ? "FORCED_ROLLBACK" : "PARTIAL_ROLLBACK",
+      fromApp: moving.includes("app") ? (config.app.trial ?? config.app.slot) : null,
+      fromComms: moving.includes("comms") ? (config.comms.trial ?? config.comms.slot) : null,
+      toSlot: "GOLDEN",
+    });
   }
 
-  private checkImage(component: Updatable, image: FirmwareImage, install: boolean): FirmwareImage {
-    const fail = (code: FirmwareErrorCode, message: string): never => {
-      if (install) this.refuse(code, component, image, message);
-      throw new FirmwareError(code, message);
-    };
-    if (image.component !== component) {
-      fail(
-        UPDATABLE_COMPONENTS.includes(image.component) ? "BAD_IMAGE" : "COMPONENT_NOT_UPDATABLE",
-        `a ${image.component} image in the ${component} bank`,
+  /** seed 000 WDT_REBOOT_LOOP: confirmed images reset by the watchdog again and again → golden, app first. */
+  private breakRebootLoop(config: BootConfig): BootConfig {
+    if (config.wdtResets <= WDT_RESETS_MAX) return config;
+    const target = UPDATABLE.find((c) => config[c].slot !== "GOLDEN" && config[c].trial === null);
+    const cleared = { ...config, wdtResets: 0 };
+    if (target === undefined) return this.writeConfig(cleared); // golden already: nothing left to revert
+    const attempt = this.tryImage(target, "GOLDEN", "boot");
+    if ("error" in attempt) {
+      return this.decide(cleared, {
+        kind: "ROLLBACK_REFUSED",
+        components: [target],
+        reason: attempt.error.code,
+        cause: authCause(attempt.error),
+        toSlot: "GOLDEN",
+      });
+    }
+    return this.decide(
+      { ...cleared, [target]: { slot: "GOLDEN", trial: null, attempts: 0 } },
+      {
+        kind: "WDT_ROLLBACK",
+        components: [target],
+        reason: "WDT_REBOOT_LOOP",
+        ...fromOf(target, config[target].slot),
+        toSlot: "GOLDEN",
+        value: config.wdtResets,
+      },
+    );
+  }
+
+  private bootComponent(
+    initial: BootConfig,
+    component: UpdatableComponent,
+  ): { config: BootConfig; running: RunningImage } {
+    let config = initial;
+    const boot = config[component];
+    if (boot.trial !== null) {
+      // Counted before the jump: a reset loop in the new code cannot hide (boot counting).
+      const attempts = boot.attempts + 1;
+      config = this.writeConfig({ ...config, [component]: { ...boot, attempts } });
+      const back = { ...config, [component]: { slot: boot.slot, trial: null, attempts: 0 } };
+      if (attempts > BOOT_ATTEMPTS_MAX) {
+        config = this.decide(back, {
+          kind: "WDT_ROLLBACK",
+          components: [component],
+          reason: "WDT_REBOOT_LOOP",
+          ...fromOf(component, boot.trial),
+          toSlot: boot.slot,
+          value: attempts - 1,
+        });
+      } else {
+        const attempt = this.tryImage(component, boot.trial, "boot");
+        if ("image" in attempt) {
+          return { config, running: { slot: boot.trial, version: attempt.image.version, trial: true } };
+        }
+        config = this.decide(back, {
+          kind: "ROLLED_BACK",
+          components: [component],
+          reason: attempt.error.code,
+          cause: authCause(attempt.error),
+          ...fromOf(component, boot.trial),
+          toSlot: boot.slot,
+        });
+      }
+    }
+    const confirmed = config[component].slot;
+    let failure: FirmwareError | null = null;
+    const primary: Slot[] = confirmed === "GOLDEN" ? ["GOLDEN"] : [confirmed, "GOLDEN"];
+    for (const slot of primary) {
+      const attempt = this.tryImage(component, slot, "boot");
+      if ("image" in attempt)
+        return this.runConfirmed(config, component, confirmed, slot, attempt.image, failure);
+      failure ??= attempt.error;
+    }
+    const last = this.lastResort(component, primary);
+    if (last !== null) return this.runConfirmed(config, component, confirmed, last.slot, last.image, failure);
+    throw new FirmwareError(
+      "NOT_BOOTABLE",
+      `no ${component} bank verifies, golden included (first failure: ${failure?.message ?? "none"})`,
+    );
+  }
+
+  private runConfirmed(
+    initial: BootConfig,
+    component: UpdatableComponent,
+    confirmed: Slot,
+    slot: Slot,
+    image: FirmwareImage,
+    failure: FirmwareError | null,
+  ): { config: BootConfig; running: RunningImage } {
+    let config = initial;
+    if (slot !== confirmed) {
+      config = this.decide(
+        { ...config, [component]: { slot, trial: null, attempts: 0 } },
+        {
+          kind: "ROLLED_BACK",
+          components: [component],
+          reason: failure?.code ?? "ERROR_CRC_MISMATCH",
+          cause: failure === null ? "NONE" : authCause(failure),
+          ...fromOf(component, confirmed),
+          toSlot: slot,
+        },
       );
     }
-    if (image.hwTarget !== this.options.hwTarget)
-      fail("HW_TARGET_MISMATCH", `image for ${image.hwTarget}, meter is ${this.options.hwTarget}`);
-    const now = this.options.nowMs();
-    if (install && image.expiresMs !== 0 && now > image.expiresMs)
-      fail("IMAGE_EXPIRED", `image expired ${new Date(image.expiresMs).toISOString()}`);
+    // Completes a confirmation whose counter update a power cut prevented.
+    this.advanceCounter(component, image.version);
+    return { config, running: { slot, version: image.version, trial: false } };
+  }
+
+  /**
+   * Neither the confirmed bank nor golden verifies: the newest authentic other bank, preferring one not
+   * older than the anti-rollback counter — an older but authentic image beats a bricked meter (the
+   * counter never moves back, and the record says what happened).
+   */
+  private lastResort(
+    component: UpdatableComponent,
+    tried: readonly Slot[],
+  ): { slot: Slot; image: FirmwareImage } | null {
+    const counter = this.options.secureElement.readCounter(securityCounterName(component));
+    const rank = (image: FirmwareImage) => (image.version >= counter ? 2 ** 32 : 0) + image.version;
+    let best: { slot: Slot; image: FirmwareImage } | null = null;
+    for (const slot of (["A", "B"] as const).filter((s) => !tried.includes(s))) {
+      const attempt = this.tryImage(component, slot, "boot");
+      if (!("image" in attempt)) continue;
+      if (best === null || rank(attempt.image) > rank(best.image)) best = { slot, image: attempt.image };
+    }
+    return best;
+  }
+
+  private advanceCounter(component: UpdatableComponent, version: number): void {
+    const name = securityCounterName(component);
+    if (version > this.options.secureElement.readCounter(name))
+      this.options.secureElement.advanceCounter(name, version);
+  }
+
+  // ───────────────────────────── transitions and their records ─────────────────────────────
+
+  /** Writes the decision with its transition, then seals the transition's records (then `after`). */
+  private decide(
+    next: BootConfig,
+    t: Partial<Omit<Transition, "seq">> & Pick<Transition, "kind" | "components">,
+    after?: () => void,
+    seqFloor = 0,
+  ): BootConfig {
+    const transition: Transition = {
+      seq: Math.max(next.last?.seq ?? 0, seqFloor) + 1,
+      kind: t.kind,
+      components: t.components,
+      reason: t.reason ?? "NONE",
+      cause: t.cause ?? "NONE",
+      fromApp: t.fromApp ?? null,
+      fromComms: t.fromComms ?? null,
+      toSlot: t.toSlot ?? null,
+      value: t.value ?? 0,
+    };
+    const written = this.writeConfig({ ...next, last: transition });
+    after?.();
+    for (const r of transitionRecords(transition, this.counters())) {
+      this.options.seal(r.type, r.level, r.snapshot);
+    }
+    return written;
+  }
+
+  /**
+   * The newest transition's records are sealed unless the log already holds them (matched by
+   * `fw_transition`). Only the newest can be missing: each decision is sealed before the next is taken.
+   */
+  private recoverRecords(config: BootConfig): void {
+    const t = config.last;
+    if (t === null || this.options.records === undefined) return;
+    const records = this.options.records();
+    const sealed = new Set<EventType>();
+    let newest: number | null = null;
+    for (const r of records) {
+      const seq = r.snapshot.fw_transition;
+      if (typeof seq !== "number") continue;
+      newest = Math.max(newest ?? 0, seq);
+      if (seq === t.seq) sealed.add(r.type);
+    }
+    if (newest !== null && newest > t.seq) return;
+    // A wrapped log that kept no transition record cannot tell; sealing twice is worse than the gap,
+    // which the log's own LOG_WRAP record already accounts for.
+    if (newest === null && (records[0]?.seq ?? 1) > 1) return;
+    for (const r of transitionRecords(t, this.counters())) {
+      if (!sealed.has(r.type)) this.options.seal(r.type, r.level, { ...r.snapshot, recovered: true });
+    }
+  }
+
+  // ───────────────────────────── image checks ─────────────────────────────
+
+  private stagedImage(staging: StagedTransfer): FirmwareImage {
     try {
-      authenticateImage(image, this.options.trust, install ? now : null);
+      const image = this.readImage(staging.component, staging.slot);
+      if (image.bytes.length !== staging.imageBytes) {
+        throw new FirmwareError(
+          "BAD_IMAGE",
+          `image is ${image.bytes.length} bytes, the transfer announced ${staging.imageBytes}`,
+        );
+      }
+      return this.checkImage(staging.component, image, "install");
     } catch (error) {
-      if (error instanceof FirmwareError) fail(error.code, error.message.replace(/^[A-Z_]+: /, ""));
+      if (!(error instanceof FirmwareError)) throw error;
+      let version = 0;
+      try {
+        version = this.readImage(staging.component, staging.slot).version;
+      } catch {
+        // the image does not even decode: no version to report
+      }
+      this.decide(
+        { ...this.requireConfig(), staging: null },
+        {
+          kind: "REFUSED",
+          components: [staging.component],
+          reason: error.code,
+          cause: authCause(error),
+          toSlot: staging.slot,
+          value: version,
+        },
+      );
+      this.received = null;
       throw error;
     }
-    if (install) {
+  }
+
+  private tryImage(component: UpdatableComponent, slot: Slot, check: Check): Attempt {
+    try {
+      return { image: this.checkImage(component, this.readImage(component, slot), check) };
+    } catch (error) {
+      if (error instanceof FirmwareError) return { error };
+      throw error;
+    }
+  }
+
+  /**
+   * install: everything, with the certificate's validity at the meter's time and the anti-rollback
+   * counter; rollback: authenticity and validity (seed 000 SIGN_AUTH_FAIL: an expired certificate in the
+   * rollback image); boot: authenticity only — an installed image keeps running after its certificate
+   * expires, the meter must never brick over a date.
+   */
+  private checkImage(component: UpdatableComponent, image: FirmwareImage, check: Check): FirmwareImage {
+    if (image.component !== component) {
+      throw new FirmwareError(
+        UPDATABLE_COMPONENTS.includes(image.component) ? "BAD_IMAGE" : "COMPONENT_NOT_UPDATABLE",
+        `a ${image.component} image offered as ${component} firmware`,
+      );
+    }
+    if (image.hwTarget !== this.options.hwTarget) {
+      throw new FirmwareError(
+        "HW_TARGET_MISMATCH",
+        `image built for ${image.hwTarget}, this meter is ${this.options.hwTarget}`,
+      );
+    }
+    const now = this.options.nowMs();
+    if (check === "install" && image.expiresMs !== 0 && now > image.expiresMs) {
+      throw new FirmwareError(
+        "IMAGE_EXPIRED",
+        `image not installable after ${new Date(image.expiresMs).toISOString()}, meter time ${new Date(now).toISOString()}`,
+      );
+    }
+    authenticateImage(image, this.options.trust, check === "boot" ? null : now);
+    if (check === "install") {
       const counter = this.options.secureElement.readCounter(securityCounterName(component));
-      if (image.version <= counter) {
-        this.options.seal("FW_ROLLBACK", "CRITICAL", {
-          component,
-          offered_version: versionString(image.version),
-          security_counter: versionString(counter),
-        });
-        fail(
+      if (image.version < counter) {
+        throw new FirmwareError(
           "VERSION_ROLLBACK_REFUSED",
-          `version ${versionString(image.version)} is not newer than the anti-rollback counter ${versionString(counter)}`,
+          `version ${versionString(image.version)} is older than the anti-rollback counter ${versionString(counter)}`,
         );
       }
     }
     return image;
   }
 
-  private readImage(component: Updatable, slot: Slot): FirmwareImage {
-    const region = this.regionOf(component, slot);
+  private readImage(component: UpdatableComponent, slot: Slot): FirmwareImage {
+    const region = this.imageRegion(component, slot);
     const data = this.options.nvm.read(region.offset, region.length);
     const length = imageLengthAt(data);
-    if (length === null)
-      throw new FirmwareError("ERROR_CRC_MISMATCH", `bank ${component}/${slot} holds no complete image`);
+    if (length === null) {
+      throw new FirmwareError(
+        "ERROR_CRC_MISMATCH",
+        `${component} bank ${slot} holds no complete image (header unreadable)`,
+      );
+    }
     return decodeFirmwareImage(data.subarray(0, length));
   }
 
+  /** Refusals that change nothing (no decision to write): sealed directly. */
   private refuse(
-    code: FirmwareErrorCode,
-    component: Updatable,
-    image: FirmwareImage | null,
+    code: "MEM_ACCESS_VIOLATION" | "COMPONENT_NOT_UPDATABLE",
+    component: string,
     message: string,
   ): never {
-    this.options.seal(
-      code === "MEM_ACCESS_VIOLATION" ? "FW_REFUSED" : code === "SIGN_AUTH_FAIL" ? "SIG_FAIL" : "FW_REFUSED",
-      "CRITICAL",
-      {
-        component,
-        reason: code,
-        ...(code === "SIGN_AUTH_FAIL" ? { error_code: "0xF2" } : {}),
-        ...(image === null ? {} : { version: versionString(image.version) }),
-      },
-    );
+    this.options.seal("FW_REFUSED", "CRITICAL", { component, reason: code });
     throw new FirmwareError(code, message);
   }
 
-  private regionOf(component: Updatable, slot: Slot): NvmRegion {
+  // ───────────────────────────── NVM ─────────────────────────────
+
+  /** The whole bank; A and B keep their last page for the transfer bitmap. */
+  private bankRegion(component: UpdatableComponent, slot: Slot): NvmRegion {
     const l = this.options.layout;
     if (slot === "GOLDEN") {
       const half = l.firmwareRecovery.length / 2;
@@ -511,7 +818,51 @@ export class FirmwareManager {
     return slot === "A" ? l.commsBankA : l.commsBankB;
   }
 
+  private imageRegion(component: UpdatableComponent, slot: Slot): NvmRegion {
+    const bank = this.bankRegion(component, slot);
+    if (slot === "GOLDEN") return bank;
+    return { offset: bank.offset, length: bank.length - this.options.nvm.geometry.pageBytes };
+  }
+
+  private bitmapBlocksMax(): number {
+    return this.options.nvm.geometry.pageBytes * 8;
+  }
+
+  /** Bit n of the bank's last page, cleared (NOR: 1 → 0 without an erase) once block n is programmed. */
+  private receivedBlocks(staging: StagedTransfer): boolean[] {
+    if (this.received !== null) return this.received;
+    const bank = this.bankRegion(staging.component, staging.slot);
+    const page = this.options.nvm.geometry.pageBytes;
+    const bitmap = this.options.nvm.read(bank.offset + bank.length - page, page);
+    const blocks = Math.ceil(staging.imageBytes / staging.blockBytes);
+    this.received = Array.from({ length: blocks }, (_, n) => (bitmap[n >> 3]! & (0x80 >> (n & 7))) === 0);
+    return this.received;
+  }
+
+  private markReceived(staging: StagedTransfer, blockNumber: number): void {
+    const bank = this.bankRegion(staging.component, staging.slot);
+    const at = bank.offset + bank.length - this.options.nvm.geometry.pageBytes + (blockNumber >> 3);
+    const current = this.options.nvm.read(at, 1)[0]!;
+    this.guardWrite(at, 1);
+    this.options.nvm.program(at, Uint8Array.of(current & ~(0x80 >> (blockNumber & 7)) & 0xff));
+    this.options.nvm.sync();
+  }
+
+  /** The MPU model: once provisioned, any write reaching the recovery bank is MEM_ACCESS_VIOLATION. */
+  private guardWrite(offset: number, length: number): void {
+    const recovery = this.options.layout.firmwareRecovery;
+    const overlaps = offset < recovery.offset + recovery.length && recovery.offset < offset + length;
+    if (overlaps && this.configState() !== "absent") {
+      this.refuse(
+        "MEM_ACCESS_VIOLATION",
+        "recovery",
+        `write of ${length} bytes at ${offset} reaches the locked recovery partition`,
+      );
+    }
+  }
+
   private eraseRegion(region: NvmRegion): void {
+    this.guardWrite(region.offset, region.length);
     const sector = this.options.nvm.geometry.sectorBytes;
     const first = Math.floor(region.offset / sector);
     const last = Math.ceil((region.offset + region.length) / sector);
@@ -519,13 +870,19 @@ export class FirmwareManager {
   }
 
   private writeRegion(region: NvmRegion, bytes: Uint8Array): void {
-    if (bytes.length > region.length) throw new FirmwareError("BAD_IMAGE", "image larger than its bank");
+    if (bytes.length > region.length) {
+      throw new FirmwareError(
+        "BAD_IMAGE",
+        `image of ${bytes.length} bytes larger than its ${region.length}-byte bank`,
+      );
+    }
     this.eraseRegion(region);
     this.programAt(region.offset, bytes);
     this.options.nvm.sync();
   }
 
   private programAt(offset: number, bytes: Uint8Array): void {
+    this.guardWrite(offset, bytes.length);
     const page = this.options.nvm.geometry.pageBytes;
     let at = 0;
     while (at < bytes.length) {
@@ -535,95 +892,108 @@ export class FirmwareManager {
     }
   }
 
-  private readConfig(): BootConfig | null {
-    if (this.boot$ !== null) return this.boot$;
-    const payload = this.config.read();
+  // ───────────────────────────── boot configuration ─────────────────────────────
+
+  /** absent: factory-fresh (erased); corrupt: written but neither copy intact; valid. */
+  private configState(): "absent" | "corrupt" | "valid" {
+    if (this.cached !== null) return "valid";
+    if (this.readStored() !== null) return "valid";
+    const region = this.options.layout.bootConfig;
+    const raw = this.options.nvm.read(region.offset, region.length);
+    return raw.every((b) => b === 0xff) ? "absent" : "corrupt";
+  }
+
+  private readStored(): BootConfig | null {
+    const payload = this.store.read();
     if (payload === null) return null;
-    const v = decodeIntegers(payload, 7);
-    if (v === null) return null;
-    const slot = (n: number): Slot => SLOTS[n] ?? "GOLDEN";
-    const trial = (n: number): Slot | null => (n < 0 ? null : slot(n));
-    this.boot$ = {
-      app: { slot: slot(v[0]!), trial: trial(v[1]!), attempts: v[2]! },
-      comms: { slot: slot(v[3]!), trial: trial(v[4]!), attempts: v[5]! },
-      rollbackFlag: (v[6] === 1 || v[6] === 2 ? v[6] : 0) as 0 | 1 | 2,
+    try {
+      return decodeBootConfig(payload);
+    } catch (error) {
+      if (error instanceof FirmwareError) return null;
+      throw error;
+    }
+  }
+
+  /** A configuration lost to corruption (not to a power cut: the dual copy covers those) → golden. */
+  private bootConfigOrFallback(): BootConfig {
+    const state = this.configState();
+    if (state !== "corrupt") return this.requireConfig();
+    const fallback: BootConfig = {
+      app: { slot: "GOLDEN", trial: null, attempts: 0 },
+      comms: { slot: "GOLDEN", trial: null, attempts: 0 },
+      rollbackFlag: "NONE",
+      wdtResets: 0,
+      staging: null,
+      last: null,
     };
-    return this.boot$;
+    // Transition numbers stay unique: continue after the newest one the log holds.
+    let newest = 0;
+    for (const r of this.options.records?.() ?? []) {
+      const seq = r.snapshot.fw_transition;
+      if (typeof seq === "number" && seq > newest) newest = seq;
+    }
+    return this.decide(
+      fallback,
+      { kind: "ROLLED_BACK", components: UPDATABLE, reason: "ERROR_CRC_MISMATCH", toSlot: "GOLDEN" },
+      undefined,
+      newest,
+    );
   }
 
   private requireConfig(): BootConfig {
-    const config = this.readConfig();
-    if (config === null)
-      throw new FirmwareError("BAD_STATE", "meter not provisioned (no boot configuration)");
+    if (this.cached !== null) return this.cached;
+    const stored = this.readStored();
+    if (stored === null) {
+      throw new FirmwareError(
+        "BAD_STATE",
+        this.configState() === "absent"
+          ? "meter not provisioned (no boot configuration)"
+          : "boot configuration unreadable: boot() falls back to golden",
+      );
+    }
+    this.cached = stored;
+    return stored;
+  }
+
+  private writeConfig(config: BootConfig): BootConfig {
+    this.cached = null; // the device is the truth if the write is cut
+    this.store.write(encodeBootConfig(config));
+    this.cached = config;
     return config;
   }
 
-  private requireStaging(): Staging {
-    if (this.staging === null) throw new FirmwareError("BAD_STATE", "no image transfer in progress");
-    return this.staging;
+  private requireBooted(): BootResult {
+    if (this.running === null)
+      throw new FirmwareError("BAD_STATE", "the bootloader has not booted an image yet");
+    return this.running;
   }
 
-  private writeConfig(config: BootConfig): void {
-    const index = (s: Slot | null) => (s === null ? -1 : SLOTS.indexOf(s));
-    this.boot$ = null; // re-read after the write: the device is the truth
-    this.config.write(
-      encodeIntegers([
-        index(config.app.slot),
-        index(config.app.trial),
-        config.app.attempts,
-        index(config.comms.slot),
-        index(config.comms.trial),
-        config.comms.attempts,
-        config.rollbackFlag,
-      ]),
-    );
-    this.boot$ = structuredClone(config);
+  /** The staged transfer, unless its bank has since become the running one (a last-resort fallback). */
+  private stagingOrNull(): StagedTransfer | null {
+    if (this.configState() !== "valid") return null;
+    const config = this.requireConfig();
+    const s = config.staging;
+    if (s === null || s.slot === config[s.component].slot || s.slot === config[s.component].trial)
+      return null;
+    return s;
   }
 
-  /** Writes the decision, then seals its record: a cut between them leaves the decision without its record,
-   * never a record of a decision that was not taken. */
-  private writeConfigAnd(config: BootConfig, sealRecord: () => void): void {
-    this.writeConfig(config);
-    sealRecord();
+  private requireStaging(): StagedTransfer {
+    this.requireBooted();
+    const staging = this.stagingOrNull();
+    if (staging === null) throw new FirmwareError("BAD_STATE", "no image transfer in progress");
+    return staging;
   }
 }
 
-function fallbackOrder(slot: Slot): Slot[] {
-  if (slot === "GOLDEN") return ["GOLDEN"];
-  return [slot, slot === "A" ? "B" : "A", "GOLDEN"];
+function inactiveSlot(boot: ComponentBoot): Slot {
+  return boot.slot === "A" ? "B" : "A";
 }
 
-/** rollback.log lines (seed 000), derived from the sealed records. */
-export function rollbackLog(records: readonly EventRecord[]): string[] {
-  const lines: string[] = [];
-  for (const r of records) {
-    if (
-      ![
-        "FW_REFUSED",
-        "FW_ROLLED_BACK",
-        "WDT_REBOOT_LOOP",
-        "FW_ROLLBACK",
-        "SIG_FAIL",
-        "FW_ACTIVATED",
-        "FW_CONFIRMED",
-      ].includes(r.type)
-    )
-      continue;
-    const reason =
-      r.type === "WDT_REBOOT_LOOP"
-        ? "WDT_REBOOT_LOOP"
-        : r.type === "SIG_FAIL"
-          ? "SIGN_AUTH_FAIL"
-          : typeof r.snapshot.reason === "string"
-            ? r.snapshot.reason
-            : r.type;
-    const detail = Object.entries(r.snapshot)
-      .filter(([k]) => k !== "reason")
-      .map(([k, v]) => `${k}=${v}`)
-      .join(" ");
-    lines.push(
-      `${new Date(r.timestampMs).toISOString()} seq=${r.seq} ${r.type} ${reason} ${detail}`.trimEnd(),
-    );
-  }
-  return lines;
+function fromOf(component: UpdatableComponent, slot: Slot): Pick<Transition, "fromApp" | "fromComms"> {
+  return component === "app" ? { fromApp: slot, fromComms: null } : { fromApp: null, fromComms: slot };
+}
+
+function authCause(error: FirmwareError): AuthCause {
+  return AUTH_CAUSES.find((c) => c === error.detail) ?? "NONE";
 }

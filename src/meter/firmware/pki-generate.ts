@@ -84,22 +84,58 @@ export async function issueFirmwareSigner(
   notAfter: Date,
   serialNumber = "03",
 ): Promise<IssuedKey> {
+  return issueEndEntity(ca, {
+    subject: "CN=amiproof firmware signing",
+    notBefore,
+    notAfter,
+    serialNumber,
+    purpose: "code_signing",
+  });
+}
+
+/**
+ * An end-entity certificate issued by the CA. `code_signing` carries id-kp-codeSigning (the only purpose
+ * the meter accepts on firmware); `device` (meters, concentrators) carries id-kp-clientAuth.
+ */
+export async function issueEndEntity(
+  ca: IssuedKey,
+  options: {
+    readonly subject: string;
+    readonly notBefore: Date;
+    readonly notAfter: Date;
+    readonly serialNumber: string;
+    readonly purpose: "code_signing" | "device";
+  },
+): Promise<IssuedKey> {
   const caCert = new x509.X509Certificate(ca.certificatePem);
   const der = Buffer.from(ca.privateKeyPem.replace(/-----[A-Z ]+-----/g, "").replace(/\s+/g, ""), "base64");
   const caKey = await webcrypto.subtle.importKey("pkcs8", der, ALGORITHM, false, ["sign"]);
-  const signerKeys = await keyPair();
-  const signerCert = await x509.X509CertificateGenerator.create({
-    serialNumber,
-    subject: "CN=amiproof firmware signing",
+  const keys = await keyPair();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: options.serialNumber,
+    subject: options.subject,
     issuer: caCert.subject,
-    notBefore,
-    notAfter,
+    notBefore: options.notBefore,
+    notAfter: options.notAfter,
     signingAlgorithm: ALGORITHM,
-    publicKey: signerKeys.publicKey,
+    publicKey: keys.publicKey,
     signingKey: caKey,
-    extensions: [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true)],
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      // The meter accepts only code-signing certificates on firmware (pki.ts), so a meter or
+      // concentrator key certified by the same CA can never sign an image.
+      new x509.ExtendedKeyUsageExtension(
+        [
+          options.purpose === "code_signing"
+            ? x509.ExtendedKeyUsage.codeSigning
+            : x509.ExtendedKeyUsage.clientAuth,
+        ],
+        true,
+      ),
+    ],
   });
-  return issued(signerCert, await pkcs8Pem(signerKeys.privateKey));
+  return issued(cert, await pkcs8Pem(keys.privateKey));
 }
 
 /** A P-256 key pair as PEM (PKCS#8 private, SPKI public), for meters and concentrators. */
