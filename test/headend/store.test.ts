@@ -3,17 +3,18 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
+import { deflateRawSync } from "node:zlib";
 import fc from "fast-check";
 import {
   type Batch,
   decodeBatchHeader,
   decodeReadingRecord,
+  genesisDigest,
   MemorySecureElement,
   type ReadingRecordFields,
   sealEventRecord,
   sealReadingsBatch,
-  genesisDigest,
   verifyBatch,
 } from "../../src/evidence/index.ts";
 import {
@@ -25,12 +26,13 @@ import {
   isStoreError,
   MIGRATIONS,
   openStore,
-  packRecords,
   PAGE_ROWS_MAX,
+  type PostgresStore,
+  packRecords,
   parseStoreUrl,
-  PostgresStore,
+  RECORDS_BLOB_BYTES_MAX,
   SCHEMA_VERSION,
-  SqliteStore,
+  type SqliteStore,
   unpackRecords,
 } from "../../src/headend/index.ts";
 
@@ -252,7 +254,9 @@ for (const backend of backends) {
       const third = await h.reopen();
       assert.equal((await third.listMeters({})).total, 1);
       // A database migrated by a newer build is refused rather than misread.
-      await h.exec(`INSERT INTO schema_migrations (version, name, applied_ms) VALUES (${SCHEMA_VERSION + 1}, 'future', 0)`);
+      await h.exec(
+        `INSERT INTO schema_migrations (version, name, applied_ms) VALUES (${SCHEMA_VERSION + 1}, 'future', 0)`,
+      );
       await rejectsWith(h.reopen(), "SCHEMA_TOO_NEW");
       assert.equal(MIGRATIONS.length, SCHEMA_VERSION);
     });
@@ -262,9 +266,21 @@ for (const backend of backends) {
       const b1 = batch(1, readings(1, 3, 4));
       const commit = batchCommitOf(b1, T0 + 10);
       const first = await store.commitBatch(commit);
-      assert.deepEqual(first, { batchNew: true, readingsNew: 24, readingsDuplicate: 0, gapsNew: 0, eventsNew: 0 });
+      assert.deepEqual(first, {
+        batchNew: true,
+        readingsNew: 24,
+        readingsDuplicate: 0,
+        gapsNew: 0,
+        eventsNew: 0,
+      });
       const second = await store.commitBatch(commit);
-      assert.deepEqual(second, { batchNew: false, readingsNew: 0, readingsDuplicate: 24, gapsNew: 0, eventsNew: 0 });
+      assert.deepEqual(second, {
+        batchNew: false,
+        readingsNew: 0,
+        readingsDuplicate: 24,
+        gapsNew: 0,
+        eventsNew: 0,
+      });
       assert.equal(await store.hasBatch(1, "DCU-1"), true);
       assert.equal(await store.hasBatch(2, "DCU-1"), false);
       assert.equal(await store.hasBatch(1, "DCU-2"), false);
@@ -316,14 +332,30 @@ for (const backend of backends) {
       const badGap: BatchCommit = {
         ...good,
         gaps: [
-          { gapClass: "NOT_A_GAP" as never, meterId: "MTR-1", dcuId: "DCU-1", from: 1, to: 2, detectedMs: T0, attributedTo: null, batchId: 1 },
+          {
+            gapClass: "NOT_A_GAP" as never,
+            meterId: "MTR-1",
+            dcuId: "DCU-1",
+            from: 1,
+            to: 2,
+            detectedMs: T0,
+            attributedTo: null,
+            batchId: 1,
+          },
         ],
       };
       await rejectsWith(store.commitBatch(badGap), "BAD_ROW");
       // The very last statement (the chain head) fails: the concentrator is not registered.
       const foreign = batchCommitOf(
         sealReadingsBatch(
-          { batchId: 1, dcuId: "DCU-X", epoch: 1, createdMs: T0, readings: readings(1, 2, 2), prevBatchHash: undefined },
+          {
+            batchId: 1,
+            dcuId: "DCU-X",
+            epoch: 1,
+            createdMs: T0,
+            readings: readings(1, 2, 2),
+            prevBatchHash: undefined,
+          },
           (m) => dcuKeys.sign("batch_sign", m),
         ),
         T0,
@@ -361,7 +393,12 @@ for (const backend of backends) {
       assert.equal(meter?.lastReadingMs, T0 + 12 * 900_000);
       assert.equal(meter?.online, true);
       assert.equal(meter?.updatedMs, T0 + 6);
-      await store.upsertMeter({ meterId: "MTR-1", firmwareVersion: "2.1.0", firmwareBank: "B", updatedMs: T0 + 7 });
+      await store.upsertMeter({
+        meterId: "MTR-1",
+        firmwareVersion: "2.1.0",
+        firmwareBank: "B",
+        updatedMs: T0 + 7,
+      });
       const patched = await store.getMeter("MTR-1");
       assert.equal(patched?.firmwareBank, "B");
       assert.equal(patched?.lastSeq, 12, "an inventory patch keeps the reading state");
@@ -369,7 +406,7 @@ for (const backend of backends) {
       assert.equal((await store.counts()).metersOnline, 0);
     });
 
-    withStore("readings page by cursor in time order without loss or repeat", async () => {
+    withStore("readings page by cursor in hour-then-seq order without loss or repeat", async () => {
       await store.putConcentrator("DCU-1", DCU_KEY, T0);
       let prev: Uint8Array | undefined;
       for (let b = 1; b <= 3; b++) {
@@ -381,27 +418,82 @@ for (const backend of backends) {
       let cursor: string | null = null;
       let pages = 0;
       do {
-        const page = await store.listReadings({ meterId: "MTR-2", fromMs: 0, toMs: T0 * 2, limit: 70, cursor });
-        seen.push(...page.items.map((r) => `${r.timestampMs}/${r.seq}/${r.obis}`));
+        const page = await store.listReadings({
+          meterId: "MTR-2",
+          fromMs: 0,
+          toMs: T0 * 2,
+          limit: 70,
+          cursor,
+        });
+        seen.push(...page.items.map((r) => `${String(r.seq).padStart(4, "0")}/${r.obis}`));
         cursor = page.nextCursor;
         pages++;
       } while (cursor !== null);
       assert.equal(pages, 4); // 240 rows: 70 + 70 + 70 + 30
       assert.equal(new Set(seen).size, 240);
-      assert.deepEqual(seen, [...seen].sort((a, b) => {
-        const [ta, sa, oa] = a.split("/");
-        const [tb, sb, ob] = b.split("/");
-        return Number(ta) - Number(tb) || Number(sa) - Number(sb) || (oa! < ob! ? -1 : oa! > ob! ? 1 : 0);
-      }));
+      assert.deepEqual(seen, [...seen].sort());
       const window = await store.listReadings({
         meterId: "MTR-2",
         fromMs: T0 + 10 * 900_000,
         toMs: T0 + 20 * 900_000,
         obis: "1.0.1.8.0.255",
       });
-      assert.deepEqual(window.items.map((r) => r.seq), [10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
-      await rejectsWith(store.listReadings({ meterId: "MTR-2", fromMs: 0, toMs: 1, cursor: "bm90LWEtY3Vyc29y" }), "BAD_CURSOR");
-      await rejectsWith(store.listReadings({ meterId: "MTR-2", fromMs: 0, toMs: 1, limit: PAGE_ROWS_MAX + 1 }), "LIMIT");
+      assert.deepEqual(
+        window.items.map((r) => r.seq),
+        [10, 11, 12, 13, 14, 15, 16, 17, 18, 19],
+      );
+      await rejectsWith(
+        store.listReadings({ meterId: "MTR-2", fromMs: 0, toMs: 1, cursor: "bm90LWEtY3Vyc29y" }),
+        "BAD_CURSOR",
+      );
+      await rejectsWith(
+        store.listReadings({ meterId: "MTR-2", fromMs: 0, toMs: 1, limit: PAGE_ROWS_MAX + 1 }),
+        "LIMIT",
+      );
+    });
+
+    withStore("a sparse reading history spanning many hour buckets pages and windows exactly", async () => {
+      await store.putConcentrator("DCU-1", DCU_KEY, T0);
+      // One reading every 7 hours for 120 days: 412 readings, far more hours than one query seeks.
+      const fields: ReadingRecordFields[] = Array.from({ length: 412 }, (_, i) => ({
+        timestampMs: T0 + i * 7 * 3_600_000 + 59_000,
+        meterId: "MTR-S",
+        values: [{ obis: [1, 0, 1, 8, 0, 255], value: i, scaler: 0, unit: 30 }],
+        seq: i + 1,
+        commitId: i + 1,
+        timeQuality: "SYNCED",
+      }));
+      await store.commitBatch(batchCommitOf(batch(1, fields), T0));
+      const seqs: number[] = [];
+      let cursor: string | null = null;
+      do {
+        const page = await store.listReadings({
+          meterId: "MTR-S",
+          fromMs: T0,
+          toMs: T0 + 200 * 86_400_000,
+          limit: 100,
+          cursor,
+        });
+        seqs.push(...page.items.map((r) => r.seq));
+        cursor = page.nextCursor;
+      } while (cursor !== null);
+      assert.deepEqual(
+        seqs,
+        fields.map((f) => f.seq),
+      );
+      // [from, to) on the timestamp, not on the hour: the edges cut inside buckets.
+      const window = await store.listReadings({
+        meterId: "MTR-S",
+        fromMs: T0 + 70 * 3_600_000 + 59_000,
+        toMs: T0 + 700 * 3_600_000 + 59_000,
+        limit: PAGE_ROWS_MAX,
+      });
+      assert.deepEqual(
+        window.items.map((r) => r.seq),
+        Array.from({ length: 90 }, (_, i) => i + 11),
+      );
+      assert.equal((await store.listReadings({ meterId: "MTR-S", fromMs: T0, toMs: T0 })).items.length, 0);
+      assert.equal((await store.exportEvidence("MTR-S", T0, T0 + 200 * 86_400_000)).readings.length, 412);
     });
 
     withStore("meters page, filter and search on the server", async () => {
@@ -431,56 +523,100 @@ for (const backend of backends) {
       assert.equal(filtered.total, 83);
       assert.equal(filtered.items[0]?.meterId, "MTR-00012");
       assert.equal(filtered.items.length, 10);
-      const next = await store.listMeters({ dcuId: "DCU-2", group: "even", online: true, limit: 10, cursor: filtered.nextCursor });
+      const next = await store.listMeters({
+        dcuId: "DCU-2",
+        group: "even",
+        online: true,
+        limit: 10,
+        cursor: filtered.nextCursor,
+      });
       assert.equal(next.items[0]?.meterId, "MTR-00312"); // 12 + 10 × 30
       const search = await store.listMeters({ search: "0249" });
-      assert.deepEqual(search.items.map((m) => m.meterId), ["MTR-00249", "MTR-02490", "MTR-02491", "MTR-02492", "MTR-02493", "MTR-02494", "MTR-02495", "MTR-02496", "MTR-02497", "MTR-02498", "MTR-02499"]);
-      assert.equal((await store.listMeters({ search: "mtr" })).total, 0, "search is case-sensitive on both back ends");
+      assert.deepEqual(
+        search.items.map((m) => m.meterId),
+        [
+          "MTR-00249",
+          "MTR-02490",
+          "MTR-02491",
+          "MTR-02492",
+          "MTR-02493",
+          "MTR-02494",
+          "MTR-02495",
+          "MTR-02496",
+          "MTR-02497",
+          "MTR-02498",
+          "MTR-02499",
+        ],
+      );
+      assert.equal(
+        (await store.listMeters({ search: "mtr" })).total,
+        0,
+        "search is case-sensitive on both back ends",
+      );
       assert.equal((await store.listMeters({ transformerId: "TX-7" })).total, 50);
       assert.equal((await store.listMeters({ staleBeforeMs: T0 })).total, total);
       assert.equal((await store.counts()).metersOnline, 834);
     });
 
-    withStore("alerts are idempotent on (meter_id, counter) and move open → acknowledged → resolved", async () => {
-      const a = await store.insertAlert(alert(7));
-      assert.equal(a.isNew, true);
-      const replay = await store.insertAlert(alert(7, { receivedMs: T0 + 99_000 }));
-      assert.deepEqual(replay, { alertId: a.alertId, isNew: false });
-      const other = await store.insertAlert(alert(7, { meterId: "MTR-2" }));
-      assert.notEqual(other.alertId, a.alertId);
-      const stored = await store.getAlert(a.alertId);
-      assert.equal(stored?.state, "open");
-      assert.deepEqual(stored?.snapshot, { field_mT: 62, code: "0x09" });
-      assert.equal(stored?.receivedMs, T0 + 47);
-      const acked = await store.acknowledgeAlert(a.alertId, "operator-1", T0 + 1_000);
-      assert.equal(acked.state, "acknowledged");
-      assert.equal(acked.acknowledgedBy, "operator-1");
-      assert.equal((await store.acknowledgeAlert(a.alertId, "operator-2", T0 + 2_000)).acknowledgedBy, "operator-1");
-      const resolved = await store.resolveAlert(a.alertId, "operator-1", T0 + 3_000);
-      assert.equal(resolved.state, "resolved");
-      await rejectsWith(store.acknowledgeAlert(a.alertId, "operator-3", T0 + 4_000), "BAD_STATE");
-      await rejectsWith(store.resolveAlert(999_999, "x", T0), "NOT_FOUND");
-      for (let c = 100; c < 130; c++) await store.insertAlert(alert(c, { type: c % 2 === 0 ? "COVER_OPEN" : "MAG_TAMPER" }));
-      const first = await store.listAlerts({ state: "open", limit: 20 });
-      assert.equal(first.items.length, 20);
-      const rest = await store.listAlerts({ state: "open", limit: 20, cursor: first.nextCursor });
-      assert.equal(rest.items.length, 11);
-      assert.equal(rest.nextCursor, null);
-      const ids = [...first.items, ...rest.items].map((x) => x.alertId);
-      assert.deepEqual(ids, [...ids].sort((x, y) => y - x), "newest first");
-      assert.equal((await store.listAlerts({ type: "COVER_OPEN", limit: 100 })).items.length, 15);
-      assert.deepEqual((await store.counts()).alertsTotal, { COVER_OPEN: 15, MAG_TAMPER: 17 });
-    });
+    withStore(
+      "alerts are idempotent on (meter_id, counter) and move open → acknowledged → resolved",
+      async () => {
+        const a = await store.insertAlert(alert(7));
+        assert.equal(a.isNew, true);
+        const replay = await store.insertAlert(alert(7, { receivedMs: T0 + 99_000 }));
+        assert.deepEqual(replay, { alertId: a.alertId, isNew: false });
+        const other = await store.insertAlert(alert(7, { meterId: "MTR-2" }));
+        assert.notEqual(other.alertId, a.alertId);
+        const stored = await store.getAlert(a.alertId);
+        assert.equal(stored?.state, "open");
+        assert.deepEqual(stored?.snapshot, { field_mT: 62, code: "0x09" });
+        assert.equal(stored?.receivedMs, T0 + 47);
+        const acked = await store.acknowledgeAlert(a.alertId, "operator-1", T0 + 1_000);
+        assert.equal(acked.state, "acknowledged");
+        assert.equal(acked.acknowledgedBy, "operator-1");
+        assert.equal(
+          (await store.acknowledgeAlert(a.alertId, "operator-2", T0 + 2_000)).acknowledgedBy,
+          "operator-1",
+        );
+        const resolved = await store.resolveAlert(a.alertId, "operator-1", T0 + 3_000);
+        assert.equal(resolved.state, "resolved");
+        await rejectsWith(store.acknowledgeAlert(a.alertId, "operator-3", T0 + 4_000), "BAD_STATE");
+        await rejectsWith(store.resolveAlert(999_999, "x", T0), "NOT_FOUND");
+        for (let c = 100; c < 130; c++)
+          await store.insertAlert(alert(c, { type: c % 2 === 0 ? "COVER_OPEN" : "MAG_TAMPER" }));
+        const first = await store.listAlerts({ state: "open", limit: 20 });
+        assert.equal(first.items.length, 20);
+        const rest = await store.listAlerts({ state: "open", limit: 20, cursor: first.nextCursor });
+        assert.equal(rest.items.length, 11);
+        assert.equal(rest.nextCursor, null);
+        const ids = [...first.items, ...rest.items].map((x) => x.alertId);
+        assert.deepEqual(
+          ids,
+          [...ids].sort((x, y) => y - x),
+          "newest first",
+        );
+        assert.equal((await store.listAlerts({ type: "COVER_OPEN", limit: 100 })).items.length, 15);
+        assert.deepEqual((await store.counts()).alertsTotal, { COVER_OPEN: 15, MAG_TAMPER: 17 });
+      },
+    );
 
     withStore("the audit chain verifies, and an edited or removed row is found", async () => {
       for (let i = 1; i <= 6; i++) {
-        await store.appendAudit({ atMs: T0 + i, actor: "operator-1", action: "alert.ack", detail: { alert_id: i } });
+        await store.appendAudit({
+          atMs: T0 + i,
+          actor: "operator-1",
+          action: "alert.ack",
+          detail: { alert_id: i },
+        });
       }
       const report = await store.verifyAudit();
       assert.equal(report.ok, true);
       assert.equal(report.entries, 6);
       const page = await store.listAudit({ limit: 2 });
-      assert.deepEqual(page.items.map((e) => e.seq), [6, 5]);
+      assert.deepEqual(
+        page.items.map((e) => e.seq),
+        [6, 5],
+      );
       assert.deepEqual(report.headHash, page.items[0]?.hash);
       await h.exec(`UPDATE audit SET detail = '{"alert_id":99}' WHERE seq = 3`);
       const edited = await store.verifyAudit();
@@ -499,7 +635,12 @@ for (const backend of backends) {
       const other = await h.reopen();
       await Promise.all(
         Array.from({ length: 20 }, (_, i) =>
-          (i % 2 === 0 ? store : other).appendAudit({ atMs: T0 + i, actor: `a${i}`, action: "token.create", detail: i }),
+          (i % 2 === 0 ? store : other).appendAudit({
+            atMs: T0 + i,
+            actor: `a${i}`,
+            action: "token.create",
+            detail: i,
+          }),
         ),
       );
       const report = await store.verifyAudit();
@@ -518,21 +659,32 @@ for (const backend of backends) {
         attributedTo: gapClass === "SEQ_GAP" ? "capture" : "storage",
         batchId: null,
       });
-      assert.equal(await store.insertGaps([gap("SEQ_GAP", 5, 7), gap("SEQ_GAP", 9, 9), gap("COMMIT_GAP", 100, 109, "")]), 3);
+      assert.equal(
+        await store.insertGaps([gap("SEQ_GAP", 5, 7), gap("SEQ_GAP", 9, 9), gap("COMMIT_GAP", 100, 109, "")]),
+        3,
+      );
       assert.equal(await store.insertGaps([gap("SEQ_GAP", 5, 7), gap("SEQ_GAP", 5, 7, "MTR-2")]), 1);
       const summary = await store.gapSummary();
       assert.deepEqual(
         summary.find((s) => s.gapClass === "SEQ_GAP"),
         { gapClass: "SEQ_GAP", count: 3, open: 3, width: 7 },
       );
-      assert.deepEqual(summary.find((s) => s.gapClass === "COMMIT_GAP"), { gapClass: "COMMIT_GAP", count: 1, open: 1, width: 10 });
+      assert.deepEqual(
+        summary.find((s) => s.gapClass === "COMMIT_GAP"),
+        { gapClass: "COMMIT_GAP", count: 1, open: 1, width: 10 },
+      );
       assert.equal(summary.find((s) => s.gapClass === "UPLINK_GAP")?.count, 0);
       const seqGaps = await store.listGaps({ gapClass: "SEQ_GAP", meterId: "MTR-1" });
       assert.equal(seqGaps.items.length, 2);
       assert.equal(await store.resolveGap(seqGaps.items[0]!.gapId, T0 + 1), true);
       assert.equal(await store.resolveGap(seqGaps.items[0]!.gapId, T0 + 2), false);
       assert.equal((await store.listGaps({ openOnly: true })).items.length, 3);
-      assert.deepEqual((await store.counts()).gapsTotal, { SEQ_GAP: 3, COMMIT_GAP: 1, UPLINK_GAP: 0, TIME_STEP: 0 });
+      assert.deepEqual((await store.counts()).gapsTotal, {
+        SEQ_GAP: 3,
+        COMMIT_GAP: 1,
+        UPLINK_GAP: 0,
+        TIME_STEP: 0,
+      });
     });
 
     withStore("rejected batches are counted by reason and do not block a genuine batch", async () => {
@@ -548,7 +700,13 @@ for (const backend of backends) {
       };
       await store.recordRejectedBatch(rejected);
       await store.recordRejectedBatch({ ...rejected, receivedMs: T0 + 1 });
-      await store.recordRejectedBatch({ ...rejected, batchId: -1, batchHash: new Uint8Array(), reason: "TRUNCATED", header: null });
+      await store.recordRejectedBatch({
+        ...rejected,
+        batchId: -1,
+        batchHash: new Uint8Array(),
+        reason: "TRUNCATED",
+        header: null,
+      });
       assert.equal(await store.hasBatch(1, "DCU-1"), false);
       assert.equal((await store.commitBatch(batchCommitOf(b1, T0 + 2))).batchNew, true);
       const counts = await store.counts();
@@ -556,39 +714,47 @@ for (const backend of backends) {
       assert.equal(counts.batchesAcceptedTotal, 1);
     });
 
-    withStore("evidence export returns readings, events and the signed batches that carried them", async () => {
-      await store.putConcentrator("DCU-1", DCU_KEY, T0);
-      const b1 = batch(1, readings(1, 2, 5));
-      const b2 = batch(2, readings(2, 2, 5, 6), b1.header.batchHash);
-      const evs = events(4);
-      await store.commitBatch(batchCommitOf(b1, T0, { events: evs.slice(0, 2) }));
-      await store.commitBatch(batchCommitOf(b2, T0));
-      assert.equal(await store.insertEvents(evs), 2, "events already stored are skipped");
-      const from = T0 + 4 * 900_000;
-      const to = T0 + 8 * 900_000;
-      const exported = await store.exportEvidence("MTR-1", from, to);
-      assert.deepEqual([...new Set(exported.readings.map((r) => r.seq))], [4, 5, 6, 7]);
-      assert.deepEqual(exported.batches.map((b) => b.batchId), [1, 2]);
-      for (const stored of exported.batches) {
-        // Rebuild the batch from the stored bytes alone and verify it against the concentrator's key.
-        const rebuilt: Batch = {
-          header: decodeBatchHeader(stored.header!),
-          records: unpackRecords(stored.records!).map(decodeReadingRecord),
-        };
-        assert.deepEqual(verifyBatch(rebuilt, DCU_KEY), []);
-        for (const r of exported.readings.filter((x) => x.batchId === stored.batchId)) {
-          const record = rebuilt.records.find((x) => x.meterId === r.meterId && x.seq === r.seq);
-          assert.equal(record?.crc, r.recordCrc);
+    withStore(
+      "evidence export returns readings, events and the signed batches that carried them",
+      async () => {
+        await store.putConcentrator("DCU-1", DCU_KEY, T0);
+        const b1 = batch(1, readings(1, 2, 5));
+        const b2 = batch(2, readings(2, 2, 5, 6), b1.header.batchHash);
+        const evs = events(4);
+        await store.commitBatch(batchCommitOf(b1, T0, { events: evs.slice(0, 2) }));
+        await store.commitBatch(batchCommitOf(b2, T0));
+        assert.equal(await store.insertEvents(evs), 2, "events already stored are skipped");
+        const from = T0 + 4 * 900_000;
+        const to = T0 + 8 * 900_000;
+        const exported = await store.exportEvidence("MTR-1", from, to);
+        assert.deepEqual([...new Set(exported.readings.map((r) => r.seq))], [4, 5, 6, 7]);
+        assert.deepEqual(
+          exported.batches.map((b) => b.batchId),
+          [1, 2],
+        );
+        for (const stored of exported.batches) {
+          // Rebuild the batch from the stored bytes alone and verify it against the concentrator's key.
+          const rebuilt: Batch = {
+            header: decodeBatchHeader(stored.header!),
+            records: unpackRecords(stored.records!).map(decodeReadingRecord),
+          };
+          assert.deepEqual(verifyBatch(rebuilt, DCU_KEY), []);
+          for (const r of exported.readings.filter((x) => x.batchId === stored.batchId)) {
+            const record = rebuilt.records.find((x) => x.meterId === r.meterId && x.seq === r.seq);
+            assert.equal(record?.crc, r.recordCrc);
+          }
         }
-      }
-      const window = await store.exportEvidence("MTR-1", T0 + 1_500_000, T0 + 3_500_000);
-      assert.deepEqual(window.events.map((e) => e.seq), [2, 3]);
-      assert.deepEqual((await store.listEvents("MTR-1", 0, T0 * 2, { limit: 3 })).items.map((e) => e.type), [
-        "POWER_UP",
-        "COVER_OPEN",
-        "POWER_UP",
-      ]);
-    });
+        const window = await store.exportEvidence("MTR-1", T0 + 1_500_000, T0 + 3_500_000);
+        assert.deepEqual(
+          window.events.map((e) => e.seq),
+          [2, 3],
+        );
+        assert.deepEqual(
+          (await store.listEvents("MTR-1", 0, T0 * 2, { limit: 3 })).items.map((e) => e.type),
+          ["POWER_UP", "COVER_OPEN", "POWER_UP"],
+        );
+      },
+    );
 
     withStore("firmware images are stored once; a conflicting image is refused", async () => {
       const image = new Uint8Array(4096).fill(0xa5);
@@ -606,14 +772,29 @@ for (const backend of backends) {
       await rejectsWith(store.putFirmware({ ...fw, checksum: "cd".repeat(32) }), "BAD_ROW");
       await rejectsWith(store.putFirmware({ ...fw, version: "2.1.1" }), "BAD_ROW");
       assert.deepEqual((await store.getFirmware("application", "2.1.0"))?.image, image);
-      assert.deepEqual((await store.listFirmware()).map((f) => f.releaseCounter), [21]);
+      assert.deepEqual(
+        (await store.listFirmware()).map((f) => f.releaseCounter),
+        [21],
+      );
     });
 
     withStore("API tokens are found by hash and stay revoked", async () => {
-      await store.putApiToken({ tokenHash: "f0".repeat(32), role: "operator", label: "ops", createdMs: T0, revokedMs: null });
+      await store.putApiToken({
+        tokenHash: "f0".repeat(32),
+        role: "operator",
+        label: "ops",
+        createdMs: T0,
+        revokedMs: null,
+      });
       assert.equal((await store.findApiToken("f0".repeat(32)))?.role, "operator");
       assert.equal(await store.revokeApiToken("f0".repeat(32), T0 + 1), true);
-      await store.putApiToken({ tokenHash: "f0".repeat(32), role: "admin", label: "ops", createdMs: T0, revokedMs: null });
+      await store.putApiToken({
+        tokenHash: "f0".repeat(32),
+        role: "admin",
+        label: "ops",
+        createdMs: T0,
+        revokedMs: null,
+      });
       const token = await store.findApiToken("f0".repeat(32));
       assert.equal(token?.revokedMs, T0 + 1);
       assert.equal(token?.role, "admin");
@@ -626,11 +807,18 @@ for (const backend of backends) {
 
 test("store URLs: sqlite:PATH, postgres://…, anything else refused", () => {
   assert.deepEqual(parseStoreUrl("sqlite:data/headend.db"), { kind: "sqlite", path: "data/headend.db" });
-  assert.deepEqual(parseStoreUrl("sqlite:///var/lib/amiproof.db"), { kind: "sqlite", path: "/var/lib/amiproof.db" });
+  assert.deepEqual(parseStoreUrl("sqlite:///var/lib/amiproof.db"), {
+    kind: "sqlite",
+    path: "/var/lib/amiproof.db",
+  });
   assert.deepEqual(parseStoreUrl("sqlite::memory:"), { kind: "sqlite", path: ":memory:" });
   assert.equal(parseStoreUrl("postgresql://u:p@db:5432/x").kind, "postgres");
   for (const bad of ["", "sqlite:", "mysql://x", "headend.db", "postgres://[bad"]) {
-    assert.throws(() => parseStoreUrl(bad), (e: unknown) => isStoreError(e, "BAD_URL"), bad);
+    assert.throws(
+      () => parseStoreUrl(bad),
+      (e: unknown) => isStoreError(e, "BAD_URL"),
+      bad,
+    );
   }
   assert.throws(
     () => parseStoreUrl("mysql://admin:secret@h/db"),
@@ -652,14 +840,34 @@ test("packRecords/unpackRecords round-trip; unpack of any bytes gives records or
     }),
     { numRuns: RUNS },
   );
+  const packed = packRecords([Uint8Array.of(1, 2, 3), new Uint8Array(40).fill(9)]);
   fc.assert(
-    fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
-      try {
-        unpackRecords(bytes);
-      } catch (error) {
-        assert.ok(isStoreError(error, "BAD_ROW"), String(error));
-      }
-    }),
+    fc.property(
+      fc.oneof(
+        fc.uint8Array({ maxLength: 600 }),
+        fc.uint8Array({ maxLength: 600 }).map((tail) => Uint8Array.of(1, ...tail)),
+        // a valid blob with one byte changed or cut short
+        fc.tuple(fc.nat(packed.length - 1), fc.integer({ min: 1, max: 255 })).map(([at, x]) => {
+          const copy = packed.slice();
+          copy[at]! ^= x;
+          return copy;
+        }),
+        fc.nat(packed.length - 1).map((cut) => packed.subarray(0, cut)),
+      ),
+      (bytes) => {
+        try {
+          unpackRecords(bytes);
+        } catch (error) {
+          assert.ok(isStoreError(error, "BAD_ROW"), String(error));
+        }
+      },
+    ),
     { numRuns: RUNS },
+  );
+  // A blob that inflates past the bound is refused, not inflated without limit.
+  const bomb = Uint8Array.of(1, ...deflateRawSync(new Uint8Array(RECORDS_BLOB_BYTES_MAX + 1)));
+  assert.throws(
+    () => unpackRecords(bomb),
+    (e: unknown) => isStoreError(e, "BAD_ROW"),
   );
 });

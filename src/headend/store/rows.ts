@@ -1,3 +1,4 @@
+import { deflateRawSync, inflateRawSync } from "node:zlib";
 import {
   BATCH_RECORDS_MAX,
   type Batch,
@@ -7,6 +8,7 @@ import {
   sha256,
 } from "../../evidence/index.ts";
 import { StoreError } from "./errors.ts";
+import { readingBucket } from "./schema.ts";
 import {
   type BatchCommit,
   type EventRow,
@@ -84,9 +86,16 @@ export function batchCommitOf(
   };
 }
 
-// A batch's records as one blob: u16 big-endian length + bytes, in batch order. A reading record is at
-// most READING_RECORD_BYTES_MAX (< 65536) bytes, so u16 lengths always fit.
+// A batch's records as one blob: a format byte, then (deflate-raw of) u16 big-endian length + bytes per
+// record, in batch order. A reading record is at most READING_RECORD_BYTES_MAX (< 65536) bytes, so u16
+// lengths always fit. Deflate level 1 because records repeat most of their bytes (magic, meter_id prefix,
+// OBIS, scaler/unit): measured 58,368 → 14,728 bytes for 1,024 one-value records in ~0.15 ms, which
+// takes a quarter of the WAL bytes one committed batch writes off the store's hot path.
 const RECORD_LENGTH_BYTES = 2;
+export const RECORDS_BLOB_DEFLATE = 1;
+/** The largest inflated blob: BATCH_RECORDS_MAX records of the largest size. */
+export const RECORDS_BLOB_BYTES_MAX = BATCH_RECORDS_MAX * (RECORD_LENGTH_BYTES + READING_RECORD_BYTES_MAX);
+const RECORDS_DEFLATE_LEVEL = 1;
 
 export function packRecords(records: readonly Uint8Array[]): Uint8Array {
   if (records.length > BATCH_RECORDS_MAX) {
@@ -99,39 +108,69 @@ export function packRecords(records: readonly Uint8Array[]): Uint8Array {
     }
     total += RECORD_LENGTH_BYTES + r.length;
   }
-  const out = new Uint8Array(total);
+  const framed = new Uint8Array(total);
   let at = 0;
   for (const r of records) {
-    out[at] = r.length >>> 8;
-    out[at + 1] = r.length & 0xff;
-    out.set(r, at + RECORD_LENGTH_BYTES);
+    framed[at] = r.length >>> 8;
+    framed[at + 1] = r.length & 0xff;
+    framed.set(r, at + RECORD_LENGTH_BYTES);
     at += RECORD_LENGTH_BYTES + r.length;
   }
+  const deflated = deflateRawSync(framed, { level: RECORDS_DEFLATE_LEVEL });
+  const out = new Uint8Array(1 + deflated.length);
+  out[0] = RECORDS_BLOB_DEFLATE;
+  out.set(deflated, 1);
   return out;
 }
 
 export function unpackRecords(blob: Uint8Array): Uint8Array[] {
+  if (blob[0] !== RECORDS_BLOB_DEFLATE) {
+    throw new StoreError(
+      "BAD_ROW",
+      `records blob format ${blob[0] ?? "(empty)"}, expected ${RECORDS_BLOB_DEFLATE}`,
+    );
+  }
+  let framed: Uint8Array;
+  try {
+    framed = inflateRawSync(blob.subarray(1), { maxOutputLength: RECORDS_BLOB_BYTES_MAX });
+  } catch (error) {
+    throw new StoreError("BAD_ROW", `records blob does not inflate: ${(error as Error).message}`);
+  }
   const records: Uint8Array[] = [];
   let at = 0;
-  while (at < blob.length) {
+  while (at < framed.length) {
     if (records.length >= BATCH_RECORDS_MAX) {
       throw new StoreError("BAD_ROW", `records blob holds more than ${BATCH_RECORDS_MAX} records`);
     }
-    if (at + RECORD_LENGTH_BYTES > blob.length) {
+    if (at + RECORD_LENGTH_BYTES > framed.length) {
       throw new StoreError("BAD_ROW", `records blob truncated in a length prefix at byte ${at}`);
     }
-    const length = (blob[at]! << 8) | blob[at + 1]!;
+    const length = (framed[at]! << 8) | framed[at + 1]!;
     const start = at + RECORD_LENGTH_BYTES;
-    if (start + length > blob.length) {
+    if (start + length > framed.length) {
       throw new StoreError(
         "BAD_ROW",
-        `records blob: record ${records.length + 1} claims ${length} bytes, ${blob.length - start} left`,
+        `records blob: record ${records.length + 1} claims ${length} bytes, ${framed.length - start} left`,
       );
     }
-    records.push(blob.slice(start, start + length));
+    records.push(new Uint8Array(framed.subarray(start, start + length)));
     at = start + length;
   }
   return records;
+}
+
+/**
+ * Order of the readings primary key (bucket, meter_id, seq, obis). Inserting a batch in this order appends
+ * within each hour instead of splitting pages all over it, and on PostgreSQL it makes concurrent sessions
+ * take row locks in one order.
+ */
+export function compareReadingKeys(a: ReadingRow, b: ReadingRow): number {
+  return (
+    readingBucket(a.timestampMs) - readingBucket(b.timestampMs) ||
+    (a.meterId < b.meterId ? -1 : a.meterId > b.meterId ? 1 : 0) ||
+    a.seq - b.seq ||
+    (a.obis < b.obis ? -1 : a.obis > b.obis ? 1 : 0)
+  );
 }
 
 // Cursors are opaque to API clients: base64url of a JSON array of the last row's sort key.
@@ -151,7 +190,10 @@ export function decodeCursor(cursor: string, shape: readonly ("string" | "number
     parsed.length !== shape.length ||
     parsed.some((v, i) => typeof v !== shape[i] || (typeof v === "number" && !Number.isSafeInteger(v)))
   ) {
-    throw new StoreError("BAD_CURSOR", `cursor is not one this listing produced (expected ${shape.join(", ")})`);
+    throw new StoreError(
+      "BAD_CURSOR",
+      `cursor is not one this listing produced (expected ${shape.join(", ")})`,
+    );
   }
   return parsed as (string | number)[];
 }

@@ -2,7 +2,14 @@ import type { EventLevel, EventType, TimeQuality } from "../../evidence/index.ts
 import { bytesEqual } from "../../evidence/index.ts";
 import { StoreError } from "./errors.ts";
 import { auditGenesisHash, auditHash, decodeCursor, encodeCursor, pageLimit } from "./rows.ts";
-import { MIGRATIONS, MIGRATIONS_TABLE, migrationDdl, SCHEMA_VERSION, tableDdl } from "./schema.ts";
+import {
+  MIGRATIONS,
+  MIGRATIONS_TABLE,
+  migrationDdl,
+  readingBucket,
+  SCHEMA_VERSION,
+  tableDdl,
+} from "./schema.ts";
 import {
   ALERT_SNAPSHOT_BYTES_MAX,
   type AlertInput,
@@ -22,9 +29,9 @@ import {
   COMMIT_READING_ROWS_MAX,
   type ConcentratorRow,
   type EventRow,
+  type EvidenceExport,
   EXPORT_EVENTS_MAX,
   EXPORT_READING_ROWS_MAX,
-  type EvidenceExport,
   type FirmwareRow,
   GAP_CLASSES,
   type GapClass,
@@ -62,6 +69,8 @@ export interface SqlExecutor {
 
 /** Rows per `IN (…)` list when looking up many keys at once (well under both dialects' parameter limits). */
 const IN_LIST_MAX = 500;
+/** Hour buckets one reading query seeks at once (10.7 days); a listing walks the range chunk by chunk. */
+const READING_BUCKETS_PER_QUERY = 256;
 
 const READING_COLUMNS =
   "meter_id, seq, obis, commit_id, dcu_id, batch_id, timestamp_ms, time_quality, value, scaler, unit, record_crc";
@@ -205,56 +214,71 @@ export abstract class SqlStore implements HeadendStore {
         );
       }
     }
-    return this.transaction(async (tx) => {
-      // The batch row goes first: a second commit of the same (dcu_id, batch_id) stops here, having
-      // written nothing (on PostgreSQL it waits for the first to commit, then sees the conflict).
-      const inserted = await tx.all(
-        `INSERT INTO batches (batch_id, dcu_id, epoch, commit_id_first, commit_id_last, record_count,
-           merkle_root, batch_hash, prev_batch_hash, received_ms, status, header, records)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', ?, ?)
-         ON CONFLICT (dcu_id, batch_id) WHERE status = 'accepted' DO NOTHING RETURNING id`,
-        [
-          batch.batchId,
-          batch.dcuId,
-          batch.epoch,
-          batch.commitIdFirst,
-          batch.commitIdLast,
-          batch.recordCount,
-          batch.merkleRoot,
-          batch.batchHash,
-          batch.prevBatchHash,
-          batch.receivedMs,
-          batch.header,
-          batch.records,
-        ],
-      );
-      if (inserted.length === 0) {
-        return { batchNew: false, readingsNew: 0, readingsDuplicate: readings.length, gapsNew: 0, eventsNew: 0 };
-      }
-      const id = Number(inserted[0]!.id);
-      const readingsNew =
-        readings.length === 0 ? 0 : await this.insertReadingRows(tx, batch.dcuId, batch.batchId, readings);
-      // The per-batch count of new rows is what amiproof_readings_stored_total sums: no hot counter row.
-      await tx.run("UPDATE batches SET readings_new = ? WHERE id = ?", [readingsNew, id]);
-      const gapsNew = await this.insertGapRows(tx, gaps);
-      const eventsNew = await this.insertEventRows(tx, events);
-      if (meters.length > 0) await this.applyMeterUpdates(tx, meters, batch.receivedMs);
-      const head = commit.chainHead;
-      const moved = await tx.run(
-        "UPDATE concentrators SET last_batch_hash = ?, last_batch_id = ?, epoch = ?, updated_ms = ? WHERE dcu_id = ?",
-        [head.lastBatchHash, head.lastBatchId, head.epoch, batch.receivedMs, batch.dcuId],
-      );
-      if (moved !== 1) {
-        throw new StoreError("NOT_FOUND", `concentrator ${batch.dcuId} is not registered`, where);
-      }
-      return {
-        batchNew: true,
-        readingsNew,
-        readingsDuplicate: readings.length - readingsNew,
-        gapsNew,
-        eventsNew,
-      };
-    });
+    const duplicate: BatchCommitResult = {
+      batchNew: false,
+      readingsNew: 0,
+      readingsDuplicate: readings.length,
+      gapsNew: 0,
+      eventsNew: 0,
+    };
+    try {
+      return await this.transaction(async (tx) => {
+        // Under SQLite's write lock this check is final. On PostgreSQL two sessions may both pass it; the
+        // partial unique index then stops the later one at the batch row below, and it rolls back.
+        const seen = await tx.all(
+          "SELECT 1 AS x FROM batches WHERE dcu_id = ? AND batch_id = ? AND status = 'accepted'",
+          [batch.dcuId, batch.batchId],
+        );
+        if (seen.length > 0) return duplicate;
+        const readingsNew =
+          readings.length === 0 ? 0 : await this.insertReadingRows(tx, batch.dcuId, batch.batchId, readings);
+        // Written once, after the readings, so the row (and its records blob) is never rewritten: the
+        // per-batch count of new rows is what amiproof_readings_stored_total sums (no hot counter row).
+        const inserted = await tx.all(
+          `INSERT INTO batches (batch_id, dcu_id, epoch, commit_id_first, commit_id_last, record_count,
+             merkle_root, batch_hash, prev_batch_hash, received_ms, status, readings_new, header, records)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', ?, ?, ?)
+           ON CONFLICT (dcu_id, batch_id) WHERE status = 'accepted' DO NOTHING RETURNING id`,
+          [
+            batch.batchId,
+            batch.dcuId,
+            batch.epoch,
+            batch.commitIdFirst,
+            batch.commitIdLast,
+            batch.recordCount,
+            batch.merkleRoot,
+            batch.batchHash,
+            batch.prevBatchHash,
+            batch.receivedMs,
+            readingsNew,
+            batch.header,
+            batch.records,
+          ],
+        );
+        if (inserted.length === 0) throw new ConcurrentDuplicate();
+        const gapsNew = await this.insertGapRows(tx, gaps);
+        const eventsNew = await this.insertEventRows(tx, events);
+        if (meters.length > 0) await this.applyMeterUpdates(tx, meters, batch.receivedMs);
+        const head = commit.chainHead;
+        const moved = await tx.run(
+          "UPDATE concentrators SET last_batch_hash = ?, last_batch_id = ?, epoch = ?, updated_ms = ? WHERE dcu_id = ?",
+          [head.lastBatchHash, head.lastBatchId, head.epoch, batch.receivedMs, batch.dcuId],
+        );
+        if (moved !== 1) {
+          throw new StoreError("NOT_FOUND", `concentrator ${batch.dcuId} is not registered`, where);
+        }
+        return {
+          batchNew: true,
+          readingsNew,
+          readingsDuplicate: readings.length - readingsNew,
+          gapsNew,
+          eventsNew,
+        };
+      });
+    } catch (error) {
+      if (error instanceof ConcurrentDuplicate) return duplicate;
+      throw error;
+    }
   }
 
   /** Meter updates merged per meter: the newest reading wins, seq and time only move forward. */
@@ -385,23 +409,66 @@ export abstract class SqlStore implements HeadendStore {
 
   async listReadings(query: ReadingQuery): Promise<Page<ReadingRow>> {
     const limit = pageLimit(query);
-    const filters = ["meter_id = ?", "timestamp_ms >= ?", "timestamp_ms < ?"];
-    const params: SqlValue[] = [query.meterId, query.fromMs, query.toMs];
-    if (query.obis !== undefined) {
-      filters.push("obis = ?");
-      params.push(query.obis);
-    }
+    let after: { bucket: number; seq: number; obis: string } | null = null;
     if (query.cursor != null) {
-      const [ts, seq, obis] = decodeCursor(query.cursor, ["number", "number", "string"]);
-      filters.push("(timestamp_ms > ? OR (timestamp_ms = ? AND (seq > ? OR (seq = ? AND obis > ?))))");
-      params.push(ts!, ts!, seq!, seq!, obis!);
+      const [bucket, seq, obis] = decodeCursor(query.cursor, ["number", "number", "string"]);
+      after = { bucket: bucket as number, seq: seq as number, obis: obis as string };
     }
-    const rows = await this.db.all(
-      `SELECT ${READING_COLUMNS} FROM readings WHERE ${filters.join(" AND ")}
-       ORDER BY timestamp_ms, seq, obis LIMIT ?`,
-      [...params, limit + 1],
+    const rows = await this.readingsInRange(
+      query.meterId,
+      query.fromMs,
+      query.toMs,
+      limit + 1,
+      after,
+      query.obis,
     );
-    return toPage(rows.map(readingFromRow), limit, (r) => [r.timestampMs, r.seq, r.obis]);
+    return toPage(rows, limit, (r) => [readingBucket(r.timestampMs), r.seq, r.obis]);
+  }
+
+  /**
+   * A meter's readings with timestamp in [fromMs, toMs), in (hour, seq, obis) order, at most `max` rows.
+   * Walks the hour buckets of the range a chunk at a time: each bucket is one seek on the primary key.
+   */
+  private async readingsInRange(
+    meterId: string,
+    fromMs: number,
+    toMs: number,
+    max: number,
+    after: { bucket: number; seq: number; obis: string } | null,
+    obis?: string,
+  ): Promise<ReadingRow[]> {
+    const out: ReadingRow[] = [];
+    if (toMs <= fromMs) return out;
+    const lastBucket = readingBucket(toMs - 1);
+    let bucket = Math.max(readingBucket(fromMs), after?.bucket ?? Number.MIN_SAFE_INTEGER);
+    while (bucket <= lastBucket && out.length < max) {
+      const buckets: number[] = [];
+      for (let b = bucket; b <= lastBucket && buckets.length < READING_BUCKETS_PER_QUERY; b++)
+        buckets.push(b);
+      const filters = [
+        `bucket IN (${placeholders(buckets.length)})`,
+        "meter_id = ?",
+        "timestamp_ms >= ?",
+        "timestamp_ms < ?",
+      ];
+      const params: SqlValue[] = [...buckets, meterId, fromMs, toMs];
+      if (obis !== undefined) {
+        filters.push("obis = ?");
+        params.push(obis);
+      }
+      if (after !== null && after.bucket >= bucket) {
+        filters.push("(bucket > ? OR seq > ? OR (seq = ? AND obis > ?))");
+        params.push(after.bucket, after.seq, after.seq, after.obis);
+      }
+      const rows = await this.db.all(
+        `SELECT ${READING_COLUMNS} FROM readings WHERE ${filters.join(" AND ")}
+         ORDER BY bucket, seq, obis LIMIT ?`,
+        [...params, max - out.length],
+      );
+      for (const r of rows) out.push(readingFromRow(r));
+      bucket = buckets[buckets.length - 1]! + 1;
+    }
+    return out;
   }
 
   async insertEvents(events: readonly EventRow[]): Promise<number> {
@@ -433,7 +500,12 @@ export abstract class SqlStore implements HeadendStore {
     return inserted;
   }
 
-  async listEvents(meterId: string, fromMs: number, toMs: number, page?: PageRequest): Promise<Page<EventRow>> {
+  async listEvents(
+    meterId: string,
+    fromMs: number,
+    toMs: number,
+    page?: PageRequest,
+  ): Promise<Page<EventRow>> {
     const limit = pageLimit(page);
     const filters = ["meter_id = ?", "timestamp_ms >= ?", "timestamp_ms < ?"];
     const params: SqlValue[] = [meterId, fromMs, toMs];
@@ -533,7 +605,11 @@ export abstract class SqlStore implements HeadendStore {
       throw new StoreError("LIMIT", `alert snapshot over ${ALERT_SNAPSHOT_BYTES_MAX} bytes`, "insertAlert");
     }
     if (!Number.isSafeInteger(alert.aggregatedCount) || alert.aggregatedCount < 1) {
-      throw new StoreError("BAD_ROW", `aggregated_count must be >= 1, got ${alert.aggregatedCount}`, "insertAlert");
+      throw new StoreError(
+        "BAD_ROW",
+        `aggregated_count must be >= 1, got ${alert.aggregatedCount}`,
+        "insertAlert",
+      );
     }
     const inserted = await this.db.all(
       `INSERT INTO alerts (meter_id, dcu_id, type, level, counter, detected_ms, received_ms, stored_ms,
@@ -561,7 +637,11 @@ export abstract class SqlStore implements HeadendStore {
       alert.counter,
     ]);
     if (existing[0] === undefined) {
-      throw new StoreError("QUERY_FAILED", "alert neither inserted nor found", `insertAlert ${alert.meterId}`);
+      throw new StoreError(
+        "QUERY_FAILED",
+        "alert neither inserted nor found",
+        `insertAlert ${alert.meterId}`,
+      );
     }
     return { alertId: Number(existing[0].alert_id), isNew: false };
   }
@@ -588,7 +668,11 @@ export abstract class SqlStore implements HeadendStore {
     return this.alertInState(alertId, "resolved", ["resolved"]);
   }
 
-  private async alertInState(alertId: number, target: AlertState, ok: readonly AlertState[]): Promise<AlertRow> {
+  private async alertInState(
+    alertId: number,
+    target: AlertState,
+    ok: readonly AlertState[],
+  ): Promise<AlertRow> {
     const row = await this.getAlert(alertId);
     if (row === null) throw new StoreError("NOT_FOUND", `no alert ${alertId}`, `alert ${target}`);
     if (!ok.includes(row.state)) {
@@ -650,7 +734,10 @@ export abstract class SqlStore implements HeadendStore {
       [firmware.component, firmware.version, firmware.checksum],
     );
     const same = rows.find(
-      (r) => r.component === firmware.component && r.version === firmware.version && r.checksum === firmware.checksum,
+      (r) =>
+        r.component === firmware.component &&
+        r.version === firmware.version &&
+        r.checksum === firmware.checksum,
     );
     if (same === undefined || rows.length !== 1) {
       throw new StoreError(
@@ -681,10 +768,19 @@ export abstract class SqlStore implements HeadendStore {
 
   // ───────────────────────────── audit ─────────────────────────────
 
-  async appendAudit(entry: { atMs: number; actor: string; action: string; detail: unknown }): Promise<AuditEntry> {
+  async appendAudit(entry: {
+    atMs: number;
+    actor: string;
+    action: string;
+    detail: unknown;
+  }): Promise<AuditEntry> {
     const detail = JSON.stringify(entry.detail ?? null);
     if (Buffer.byteLength(detail, "utf8") > AUDIT_DETAIL_BYTES_MAX) {
-      throw new StoreError("LIMIT", `audit detail over ${AUDIT_DETAIL_BYTES_MAX} bytes`, `audit ${entry.action}`);
+      throw new StoreError(
+        "LIMIT",
+        `audit detail over ${AUDIT_DETAIL_BYTES_MAX} bytes`,
+        `audit ${entry.action}`,
+      );
     }
     return this.transaction(async (tx) => {
       await this.lockAudit(tx);
@@ -709,7 +805,10 @@ export abstract class SqlStore implements HeadendStore {
       where = "WHERE seq < ?";
       params.push(before!);
     }
-    const rows = await this.db.all(`SELECT * FROM audit ${where} ORDER BY seq DESC LIMIT ?`, [...params, limit + 1]);
+    const rows = await this.db.all(`SELECT * FROM audit ${where} ORDER BY seq DESC LIMIT ?`, [
+      ...params,
+      limit + 1,
+    ]);
     return toPage(rows.map(auditFromRow), limit, (a) => [a.seq]);
   }
 
@@ -730,9 +829,11 @@ export abstract class SqlStore implements HeadendStore {
           problem: { seq: e.seq, message },
         });
         if (e.seq !== expectedSeq) return fail(`entry ${expectedSeq} is missing (next stored is ${e.seq})`);
-        if (!bytesEqual(e.prevHash, prevHash)) return fail("prev_hash does not match the previous entry's hash");
+        if (!bytesEqual(e.prevHash, prevHash))
+          return fail("prev_hash does not match the previous entry's hash");
         const computed = auditHash(prevHash, e.seq, e.atMs, e.actor, e.action, e.detail);
-        if (!bytesEqual(computed, e.hash)) return fail("hash does not match the entry's content (entry edited)");
+        if (!bytesEqual(computed, e.hash))
+          return fail("hash does not match the entry's content (entry edited)");
         prevHash = e.hash;
         expectedSeq++;
       }
@@ -804,28 +905,26 @@ export abstract class SqlStore implements HeadendStore {
 
   async exportEvidence(meterId: string, fromMs: number, toMs: number): Promise<EvidenceExport> {
     const where = `exportEvidence ${meterId} ${fromMs}..${toMs}`;
-    const readingRows = await this.db.all(
-      `SELECT ${READING_COLUMNS} FROM readings WHERE meter_id = ? AND timestamp_ms >= ? AND timestamp_ms < ?
-       ORDER BY timestamp_ms, seq, obis LIMIT ?`,
-      [meterId, fromMs, toMs, EXPORT_READING_ROWS_MAX + 1],
-    );
-    bound(readingRows.length, EXPORT_READING_ROWS_MAX, "reading rows (narrow the time range)", where);
+    const readings = await this.readingsInRange(meterId, fromMs, toMs, EXPORT_READING_ROWS_MAX + 1, null);
+    bound(readings.length, EXPORT_READING_ROWS_MAX, "reading rows (narrow the time range)", where);
     const eventRows = await this.db.all(
       `SELECT ${EVENT_COLUMNS} FROM events WHERE meter_id = ? AND timestamp_ms >= ? AND timestamp_ms < ?
        ORDER BY seq LIMIT ?`,
       [meterId, fromMs, toMs, EXPORT_EVENTS_MAX + 1],
     );
     bound(eventRows.length, EXPORT_EVENTS_MAX, "events (narrow the time range)", where);
-    const readings = readingRows.map(readingFromRow);
     const batchIdsByDcu = new Map<string, Set<number>>();
     for (const r of readings) {
-      let ids = batchIdsByDcu.get(r.dcuId);
-      if (ids === undefined) batchIdsByDcu.set(r.dcuId, (ids = new Set()));
+      const ids = batchIdsByDcu.get(r.dcuId) ?? new Set<number>();
+      batchIdsByDcu.set(r.dcuId, ids);
       ids.add(r.batchId);
     }
     const batches: StoredBatchRow[] = [];
     for (const [dcuId, ids] of [...batchIdsByDcu].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      for (const chunk of chunks([...ids].sort((a, b) => a - b), IN_LIST_MAX)) {
+      for (const chunk of chunks(
+        [...ids].sort((a, b) => a - b),
+        IN_LIST_MAX,
+      )) {
         const rows = await this.db.all(
           `SELECT ${BATCH_COLUMNS} FROM batches WHERE status = 'accepted' AND dcu_id = ?
            AND batch_id IN (${placeholders(chunk.length)}) ORDER BY batch_id`,
@@ -839,6 +938,9 @@ export abstract class SqlStore implements HeadendStore {
 }
 
 // ───────────────────────────── helpers ─────────────────────────────
+
+/** Rolls back a commit that lost the race for its (dcu_id, batch_id) to a concurrent session. */
+class ConcurrentDuplicate extends Error {}
 
 function bound(count: number, max: number, what: string, where: string): void {
   if (count > max) throw new StoreError("LIMIT", `${count} ${what}, at most ${max}`, where);

@@ -254,7 +254,11 @@ export interface BatchCommit {
   readonly events: readonly EventRow[];
   readonly meters: readonly MeterReadingUpdate[];
   /** Moves the concentrator's chain head (last batch hash/id, epoch) in the same transaction. */
-  readonly chainHead: { readonly lastBatchHash: Uint8Array; readonly lastBatchId: number; readonly epoch: number };
+  readonly chainHead: {
+    readonly lastBatchHash: Uint8Array;
+    readonly lastBatchId: number;
+    readonly epoch: number;
+  };
 }
 
 export interface BatchCommitResult {
@@ -290,6 +294,7 @@ export interface MeterQuery extends PageRequest {
   readonly staleBeforeMs?: number;
 }
 
+/** A meter's readings whose timestamp falls in [fromMs, toMs), ordered by hour, then seq, then OBIS. */
 export interface ReadingQuery extends PageRequest {
   readonly meterId: string;
   /** Inclusive. */
