@@ -130,22 +130,7 @@ export class DlmsServerSession {
       this.refusals++;
       return Uint8Array.of(0xd8, 1, 2); // exception-response: service-not-allowed
     }
-    try {
-      switch (tag) {
-        case 0xc0:
-          return this.get(request);
-        case 0xc1:
-          return this.set(request);
-        case 0xc3:
-          return this.action(request);
-        default:
-          return Uint8Array.of(0xd8, 1, 2);
-      }
-    } catch (error) {
-      if (!(error instanceof DlmsError)) throw error;
-      this.refusals++;
-      return Uint8Array.of(0xd8, 1, 3); // exception-response: service-unknown / malformed
-    }
+    return this.serve(request);
   }
 
   private associate(request: Uint8Array): Uint8Array {
