@@ -15,3 +15,4 @@ export * from "./records.ts";
 export * from "./ringlog.ts";
 export * from "./sample.ts";
 export * from "./secure-element.ts";
+export * from "./uplink-wire.ts";

@@ -5,15 +5,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { FsJournalStorage, Journal, SeededRandom } from "../../src/evidence/index.ts";
-import { type CutStats, journalCutRun } from "./journal-harness.ts";
+import { journalCutRun, newCutStats } from "./journal-harness.ts";
 
-// `npm run test:crash`: ≥ 10,000 simulated power cuts, then real SIGKILLs of a writing process.
+// `npm run test:crash`: ≥ 10,000 simulated power cuts on MemoryJournalStorage, then real SIGKILLs of a
+// process writing to the filesystem.
 
 const CUT_POINTS_MIN = Number(process.env.AMIPROOF_JOURNAL_CUTS ?? 10_000);
 const KILLS = Number(process.env.AMIPROOF_JOURNAL_KILLS ?? 20);
 
 test(`Journal survives ${CUT_POINTS_MIN} random power-cut points`, async () => {
-  const stats: CutStats = { cuts: 0, acked: 0 };
+  const stats = newCutStats();
   for (let seed = 1; stats.cuts < CUT_POINTS_MIN; seed++) {
     try {
       await journalCutRun(new SeededRandom(seed), 7, stats);
@@ -21,12 +22,16 @@ test(`Journal survives ${CUT_POINTS_MIN} random power-cut points`, async () => {
       throw new Error(`seed ${seed}: ${(error as Error).message}`);
     }
   }
-  process.stdout.write(`Journal cut points: ${stats.cuts} (acknowledged records checked: ${stats.acked})\n`);
+  process.stdout.write(`Journal cut points: ${stats.cuts}\n`);
+  process.stdout.write(
+    `Journal recoveries checked: ${stats.recoveries}, cuts during recovery: ${stats.cutsDuringRecovery}, acknowledged records checked: ${stats.acked}\n`,
+  );
+  assert.ok(stats.cuts >= CUT_POINTS_MIN);
 });
 
 test(`Journal keeps every acknowledged record through ${KILLS} SIGKILLs of a real writer`, async () => {
   const dir = mkdtempSync(join(tmpdir(), "amiproof-journal-kill-"));
-  const acked = new Set<number>();
+  const acked = new Map<number, number>(); // commit_id → epoch it was acknowledged in
   const rng = new SeededRandom(42);
   let epoch = 0;
   for (let kill = 0; kill < KILLS; kill++) {
@@ -35,6 +40,7 @@ test(`Journal keeps every acknowledged record through ${KILLS} SIGKILLs of a rea
       "tsx",
       join(import.meta.dirname, "../fixtures/journal-writer.ts"),
       dir,
+      kill % 2 === 0 ? "dsync" : "fdatasync",
     ]);
     let buffered = "";
     let started = false;
@@ -44,12 +50,15 @@ test(`Journal keeps every acknowledged record through ${KILLS} SIGKILLs of a rea
         const lines = buffered.split("\n");
         buffered = lines.pop()!;
         for (const line of lines) {
-          if (line.startsWith("ack ")) acked.add(Number(line.slice(4)));
-          else if (line.startsWith("epoch ")) {
-            const seen = Number(line.split(" ")[1]);
+          const [word, a, b] = line.split(" ");
+          if (word === "ack") {
+            assert.equal(Number(b), epoch, "acknowledged in the epoch the writer opened");
+            acked.set(Number(a), Number(b));
+          } else if (word === "epoch") {
+            const seen = Number(a);
             assert.ok(
-              seen > epoch,
-              `epoch ${seen} after ${epoch}: every restart after a kill opens a new epoch`,
+              seen === epoch + 1,
+              `epoch ${seen} after ${epoch}: every restart after a kill opens the next epoch`,
             );
             epoch = seen;
             started = true;
@@ -65,13 +74,23 @@ test(`Journal keeps every acknowledged record through ${KILLS} SIGKILLs of a rea
     storage: await FsJournalStorage.open(dir),
     clockMs: () => performance.now(),
   });
+  assert.equal(journal.recovery.recovered, true);
+  assert.equal(journal.epoch, epoch + 1);
   const entries = await journal.readFrom(1, Number.MAX_SAFE_INTEGER);
-  const ids = entries.map((e) => e.commitId);
-  for (const [i, id] of ids.entries()) assert.equal(id, i + 1, "no gap, no duplicate");
-  for (const id of acked) {
-    assert.ok(id <= journal.lastCommitId(), `acknowledged ${id} lost`);
-    assert.equal(new TextDecoder().decode(entries[id - 1]!.payload), `record-${id}`);
+  let epochAlong = 0;
+  for (const [i, entry] of entries.entries()) {
+    assert.equal(entry.commitId, i + 1, "no gap, no duplicate");
+    assert.ok(entry.epoch >= epochAlong, "commit_id strictly increasing, epochs never decreasing");
+    epochAlong = entry.epoch;
   }
-  process.stdout.write(`Journal kills: ${KILLS}, acknowledged records: ${acked.size}, all present\n`);
+  for (const [id, ackedEpoch] of acked) {
+    assert.ok(id <= journal.lastCommitId(), `acknowledged ${id} lost`);
+    const entry = entries[id - 1]!;
+    assert.equal(new TextDecoder().decode(entry.payload), `record-${id}`);
+    assert.equal(entry.epoch, ackedEpoch);
+  }
+  process.stdout.write(
+    `Journal kills: ${KILLS}, acknowledged records: ${acked.size}, all present; ${entries.length} records in ${epoch + 1} epochs\n`,
+  );
   await journal.close();
 });

@@ -118,7 +118,7 @@ interface RawInserter {
   insertBatch(rows: readonly ReadingRow[]): Promise<void>;
 }
 
-type RawTable = "bare" | "keyed";
+export type RawTable = "bare" | "keyed";
 
 function rawDdl(table: RawTable, integer: string, dialect: "sqlite" | "postgres"): string {
   const name = table === "bare" ? "raw_readings" : "raw_keyed_readings";
@@ -165,7 +165,7 @@ export function sqliteRaw(store: SqliteStore, table: RawTable): RawInserter {
   };
 }
 
-async function postgresRaw(store: PostgresStore, table: RawTable): Promise<RawInserter> {
+export async function postgresRaw(store: PostgresStore, table: RawTable): Promise<RawInserter> {
   const sql = store.rawSql();
   await sql.unsafe(rawDdl(table, "BIGINT", "postgres"));
   const name = table === "bare" ? "raw_readings" : "raw_keyed_readings";

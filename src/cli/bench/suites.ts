@@ -1,6 +1,7 @@
 import { concentratorSuite } from "./concentrator.ts";
 import { cryptoSuite } from "./crypto.ts";
 import { dlmsSuite } from "./dlms.ts";
+import { headendSuite } from "./headend.ts";
 import { journalSuite } from "./journal.ts";
 import { labSuite } from "./lab.ts";
 import { meterSuite } from "./meter.ts";
@@ -16,4 +17,5 @@ export const BENCH_SUITES: readonly BenchSuite[] = [
   concentratorSuite,
   labSuite,
   storeSuite,
+  headendSuite,
 ];
