@@ -116,6 +116,8 @@ export interface MeterOptions {
   readonly logSeqCounter?: boolean;
   /** Safeguard switch for the lab's mutation checks only: false leaves clock steps unrecorded. */
   readonly sealTimeSteps?: boolean;
+  /** Load-profile capture period; default LOAD_PROFILE_PERIOD_MS (demos and `amiproof up` shorten it). */
+  readonly profilePeriodMs?: number;
 }
 
 export interface MeterStatus {
@@ -146,6 +148,9 @@ export class Meter {
   private readonly profile: LoadProfileRing;
   private readonly useSeqCounter: boolean;
   private readonly sealTimeSteps: boolean;
+  private readonly profilePeriodMs: number;
+  /** Sensor readings forced by a lab/admin injection (a magnet held to the meter) until a true time. */
+  private injected: { sensors: Partial<MeterSensors>; untilTrueMs: number } | null = null;
   private log!: AtomicRingLog;
   private rtc!: Rtc;
   private energy!: EnergyAccumulator;
@@ -187,6 +192,9 @@ export class Meter {
     this.profile = new LoadProfileRing(this.nvm, this.layout.loadProfile);
     this.useSeqCounter = options.logSeqCounter ?? true;
     this.sealTimeSteps = options.sealTimeSteps ?? true;
+    this.profilePeriodMs = options.profilePeriodMs ?? LOAD_PROFILE_PERIOD_MS;
+    if (!(this.profilePeriodMs >= 1000))
+      throw new EvidenceError("BAD_FIELD", "load-profile period must be at least 1000 ms", this.id);
   }
 
   /** Powers a meter up for the first time (or from a stored NVM image) at true time `trueNowMs`. */
@@ -267,7 +275,26 @@ export class Meter {
   step(trueNowMs: number, sample: PhasorSample, sensors: Partial<MeterSensors> = NO_SENSORS): void {
     if (this.level === "OFF") return;
     this.checkTrueTime(trueNowMs);
-    this.ingest(trueNowMs, measurePhasor(sample), sensors);
+    this.ingest(trueNowMs, measurePhasor(sample), this.withInjected(trueNowMs, sensors));
+  }
+
+  /**
+   * Holds `sensors` on the meter's inputs until `untilTrueMs` (the lab's and `amiproof up`'s tamper
+   * injection: a magnet held to a meter whose caller steps it without sensor data). The tamper rules see
+   * them exactly as real sensor readings; nothing else is bypassed.
+   */
+  injectSensors(sensors: Partial<MeterSensors>, untilTrueMs: number): void {
+    this.injected = { sensors: { ...sensors }, untilTrueMs };
+  }
+
+  private withInjected(trueNowMs: number, sensors: Partial<MeterSensors>): Partial<MeterSensors> {
+    const injected = this.injected;
+    if (injected === null) return sensors;
+    if (trueNowMs >= injected.untilTrueMs) {
+      this.injected = null;
+      return sensors;
+    }
+    return sensors === NO_SENSORS ? injected.sensors : { ...injected.sensors, ...sensors };
   }
 
   /**
@@ -287,7 +314,7 @@ export class Meter {
         waveform.n,
         this.measurement?.frequencyHz || NOMINAL_FREQUENCY_HZ,
       ),
-      sensors,
+      this.withInjected(trueNowMs, sensors),
     );
   }
 
@@ -339,7 +366,7 @@ export class Meter {
         exportWh: this.energy.registers.exportActiveWh,
         timeQuality: this.rtc.quality,
       });
-      this.nextProfileMs += LOAD_PROFILE_PERIOD_MS;
+      this.nextProfileMs += this.profilePeriodMs;
     }
     if (trueNowMs - this.lastBillingPersistMs >= BILLING_PERSIST_PERIOD_MS) this.persistBilling(trueNowMs);
   }
@@ -538,10 +565,10 @@ export class Meter {
     const lastProfile = this.profile.entries().at(-1);
     this.nextProfileMs =
       lastProfile === undefined
-        ? Math.ceil(meterNow / LOAD_PROFILE_PERIOD_MS) * LOAD_PROFILE_PERIOD_MS
+        ? Math.ceil(meterNow / this.profilePeriodMs) * this.profilePeriodMs
         : Math.max(
-            lastProfile.timestampMs + LOAD_PROFILE_PERIOD_MS,
-            Math.ceil(meterNow / LOAD_PROFILE_PERIOD_MS) * LOAD_PROFILE_PERIOD_MS,
+            lastProfile.timestampMs + this.profilePeriodMs,
+            Math.ceil(meterNow / this.profilePeriodMs) * this.profilePeriodMs,
           );
     // seed 002 H2-4 "every coefficient update writes a time-stamped event": a cut between the durable
     // set and its CAL_UPDATE record would leave an unaudited change; the newest record naming the version

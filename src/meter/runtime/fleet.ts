@@ -24,6 +24,8 @@ export interface FleetOptions {
   /** Keep NVM images and secure elements here; in memory when absent. */
   readonly dataDir?: string;
   readonly pvShare?: number;
+  /** Load-profile capture period of every meter (default the meter's 15 min). */
+  readonly profilePeriodMs?: number;
 }
 
 export interface RunningFleet {
@@ -67,7 +69,14 @@ export async function startFleet(options: FleetOptions): Promise<RunningFleet> {
     }
     meters.push(
       Meter.open(
-        { id, secureElement, layout, ...(nvm === undefined ? {} : { nvm }), factoryTimeMs: startMs },
+        {
+          id,
+          secureElement,
+          layout,
+          ...(nvm === undefined ? {} : { nvm }),
+          ...(options.profilePeriodMs === undefined ? {} : { profilePeriodMs: options.profilePeriodMs }),
+          factoryTimeMs: startMs,
+        },
         startMs,
       ),
     );
