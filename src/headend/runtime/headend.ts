@@ -3,11 +3,11 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { pino } from "pino";
 import { encodeTimeMessage, parseUplinkTopic, timeTopic, writeFileAtomic } from "../../evidence/index.ts";
 import { AlertHub, AlertLane, type AlertOutcome } from "../core/alerts.ts";
-import { type Role, TokenAuth } from "../core/auth.ts";
+import { type Principal, type Role, requireRole, TokenAuth } from "../core/auth.ts";
 import { BatchIngest, type BatchVerifier, type IngestOutcome } from "../core/ingest.ts";
 import { HeadendMetrics } from "../core/metrics.ts";
 import {
@@ -60,7 +60,14 @@ export interface HeadendOptions {
   readonly verifyWorkers?: number;
   readonly onIngestOutcome?: (outcome: IngestOutcome) => void;
   readonly onAlertOutcome?: (outcome: AlertOutcome) => void;
+  /**
+   * Routes of an embedding process (`amiproof up`'s lab endpoints), added before the server listens.
+   * `authorize` checks a request's Bearer token against a role; POSTs under /api/ are audited as usual.
+   */
+  readonly extraRoutes?: (app: FastifyInstance, authorize: Authorize) => void | Promise<void>;
 }
+
+export type Authorize = (request: FastifyRequest, role: Role) => Promise<Principal>;
 
 export interface HeadendHandle {
   readonly apiUrl: string;
@@ -211,6 +218,17 @@ export async function startHeadend(options: HeadendOptions): Promise<HeadendHand
       }),
     });
     cleanups.push(() => api.close());
+    if (options.extraRoutes !== undefined) {
+      await options.extraRoutes(api, async (request, role) => {
+        const header = request.headers.authorization;
+        const token =
+          typeof header === "string" && header.startsWith("Bearer ") ? header.slice(7).trim() : null;
+        const principal = await auth.authenticate(token);
+        requireRole(principal, role, `${request.method} ${request.routeOptions.url ?? request.url}`);
+        request.principal = principal;
+        return principal as Principal;
+      });
+    }
     const address = await api.listen({ port: options.httpPort, host: options.httpHost ?? "127.0.0.1" });
 
     const timers: NodeJS.Timeout[] = [];
