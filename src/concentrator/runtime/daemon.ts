@@ -48,6 +48,8 @@ export interface DcuDaemonOptions {
 
 export interface DcuDaemon {
   readonly concentrator: Concentrator;
+  /** The in-process simulated meters (`--sim-meters`): `amiproof up`'s lab endpoint raises events on them. */
+  readonly simFleet: SimMeterFleet | null;
   /** Clean shutdown: stop polling, drain commits, save state, leave the marker, disconnect. */
   stop(): Promise<void>;
 }
@@ -166,7 +168,7 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
     })();
     return stopping;
   };
-  return { concentrator, stop };
+  return { concentrator, simFleet: fleet, stop };
 }
 
 /**
