@@ -607,6 +607,27 @@ function writeListCount(out: number[], count: number, what: string): void {
   for (const b of encodeLength(count)) out.push(b);
 }
 
+/**
+ * The raw-data of a get-response-with-list sent in blocks (Green Book: when the with-list response does
+ * not fit, its SEQUENCE OF Get-Data-Result travels as datablocks): count, then each result.
+ */
+export function encodeGetResultList(results: readonly GetDataResult[]): Uint8Array {
+  const out: number[] = [];
+  writeListCount(out, results.length, "result list");
+  for (const result of results) writeGetDataResult(out, result);
+  return Uint8Array.from(out);
+}
+
+export function decodeGetResultList(bytes: Uint8Array): GetDataResult[] {
+  const r = new DlmsReader(bytes);
+  const count = readListCount(r, "get-response result list");
+  const results: GetDataResult[] = [];
+  for (let i = 0; i < count; i++) results.push(readGetDataResult(r));
+  if (r.remaining !== 0)
+    throw new DlmsError("TRAILING_BYTES", `${r.remaining} bytes after the result list`, r.offset);
+  return results;
+}
+
 export type EncodableApdu = Exclude<Apdu, { kind: "acse" }>;
 
 export function encodeApdu(apdu: EncodableApdu): Uint8Array {

@@ -52,6 +52,12 @@ export const SC_AUTHENTICATED_ONLY = 0x10;
 export const SC_ENCRYPTED_ONLY = 0x20;
 export const SC_AUTHENTICATED_ENCRYPTED = 0x30;
 export const TAG_GENERAL_GLO_CIPHERING = 0xdb;
+/**
+ * Room a ciphered APDU takes beyond its plain form: tag (1) + length (≤ 3) + SC (1) + IC (4) + GCM tag
+ * (12) = 21, plus the system title (1 + 8) for general-glo-ciphering: 30, rounded up. Block sizes leave
+ * it free so that the ciphered PDU still fits the negotiated max PDU size.
+ */
+export const CIPHERED_OVERHEAD_BYTES = 32;
 
 export type CipheredForm = "service-specific" | "general-glo-ciphering";
 

@@ -11,9 +11,23 @@ import {
   MECHANISM_NONE,
   RLRQ,
 } from "./acse.ts";
-import { type Apdu, DATA_ACCESS_RESULTS, decodeApdu, encodeApdu, formatObis, type Obis } from "./apdu.ts";
-import { type Data, decodeData } from "./axdr.ts";
+import {
+  type AccessSelection,
+  type Apdu,
+  DATA_ACCESS_RESULTS,
+  decodeApdu,
+  decodeGetResultList,
+  EXCEPTION_SERVICE_ERRORS,
+  EXCEPTION_STATE_ERRORS,
+  encodeApdu,
+  formatObis,
+  type GetDataResult,
+  type Obis,
+} from "./apdu.ts";
+import { type Data, decodeData, encodeData } from "./axdr.ts";
+import { CIPHERED_OVERHEAD_BYTES } from "./ciphering.ts";
 import { DlmsError, DlmsReader, encodeLength } from "./errors.ts";
+import { cipherContext, type DlmsKeySet } from "./keys.ts";
 import {
   hlsGmacResponse,
   InvocationCounterGuard,
@@ -28,6 +42,25 @@ import {
 export const CLIENT_MAX_PDU = 1024;
 /** Bound on GET blocks for one attribute: a meter cannot make the client buffer without limit. */
 export const GET_BLOCKS_MAX = 4096;
+/** Bound on the SET datablocks of one value (4096 × ~1 KiB: far above any writable attribute). */
+export const SET_BLOCKS_MAX = 4096;
+/** The conformance the client proposes: every service it can run. */
+const CLIENT_CONFORMANCE =
+  CONFORMANCE.get |
+  CONFORMANCE.set |
+  CONFORMANCE.action |
+  CONFORMANCE.selectiveAccess |
+  CONFORMANCE.multipleReferences |
+  CONFORMANCE.blockTransferWithGetOrRead |
+  CONFORMANCE.blockTransferWithSetOrWrite;
+
+/** One attribute of a GET with-list. */
+export interface AttributeRequest {
+  readonly classId: number;
+  readonly obis: Obis;
+  readonly attributeId: number;
+  readonly selection?: AccessSelection | null;
+}
 
 export type Exchange = (request: Uint8Array) => Promise<Uint8Array>;
 
@@ -45,6 +78,8 @@ export class DlmsClient {
   private invokeId = 1;
   private exchange: Exchange;
   maxPdu = CLIENT_MAX_PDU;
+  /** Room left in each PDU for the ciphered form once the association is ciphered. */
+  private overheadBytes = 0;
 
   constructor(private readonly transport: Exchange) {
     this.exchange = transport;
@@ -54,14 +89,14 @@ export class DlmsClient {
    * HLS mechanism 5 (GMAC), suite 0: ciphered AARQ with our challenge (CtoS), the meter's challenge (StoC)
    * in the AARE, then f(StoC) → f(CtoS) through the association object; every later APDU is glo-ciphered.
    */
-  async associateHls(ctx: SecurityContext, challenge: Uint8Array, firstInvocationCounter = 1): Promise<void> {
+  async associateHls(
+    keys: SecurityContext | DlmsKeySet,
+    challenge: Uint8Array,
+    firstInvocationCounter = 1,
+  ): Promise<void> {
+    const ctx = cipherContext(keys);
     let invocationCounter = firstInvocationCounter;
-    const conformance =
-      CONFORMANCE.get |
-      CONFORMANCE.set |
-      CONFORMANCE.action |
-      CONFORMANCE.selectiveAccess |
-      CONFORMANCE.blockTransferWithGetOrRead;
+    const conformance = CLIENT_CONFORMANCE;
     const aare = decodeAare(
       await this.transport(
         encodeAarq({
@@ -96,6 +131,7 @@ export class DlmsClient {
     const opened = unprotect(ctx, serverTitle, aare.cipheredInitiate);
     guard.accept(serverTitle, opened.invocationCounter);
     this.maxPdu = decodeInitiate(opened.plaintext, true).maxPduSize;
+    this.overheadBytes = CIPHERED_OVERHEAD_BYTES;
     const stoc = aare.authenticationValue;
     this.exchange = async (plain) => {
       const tag = CIPHERED_REQUEST[plain[0]!];
@@ -132,12 +168,7 @@ export class DlmsClient {
           callingApTitle: null,
           mechanism,
           authenticationValue: options.password ?? null,
-          conformance:
-            CONFORMANCE.get |
-            CONFORMANCE.set |
-            CONFORMANCE.action |
-            CONFORMANCE.selectiveAccess |
-            CONFORMANCE.blockTransferWithGetOrRead,
+          conformance: CLIENT_CONFORMANCE,
           maxPduSize: CLIENT_MAX_PDU,
         }),
       ),
@@ -158,7 +189,7 @@ export class DlmsClient {
     selection: { selector: number; parameters: Data } | null = null,
   ): Promise<Data> {
     const invokeId = this.nextInvoke();
-    let response = await this.exchange(
+    const response = await this.exchange(
       encodeApdu({
         kind: "get-request-normal",
         invokeId,
@@ -167,54 +198,174 @@ export class DlmsClient {
       }),
     );
     if (response[0] === 0xc4 && response[1] === 2) {
-      // Block transfer: collect raw-data blocks until the last one, asking for each next block.
-      const chunks: Uint8Array[] = [];
-      for (let blocks = 0; ; blocks++) {
-        if (blocks >= GET_BLOCKS_MAX)
-          throw new DlmsError("BAD_LENGTH", `more than ${GET_BLOCKS_MAX} GET blocks`);
-        const r = new DlmsReader(response);
-        r.bytes(3, "header");
-        const last = r.u8("last-block") !== 0;
-        const block = r.u32("block-number");
-        if (r.u8("result choice") !== 0)
-          throw new DlmsError(
-            "DATA_ACCESS_ERROR",
-            `block ${block}: ${DATA_ACCESS_RESULTS[r.u8("result")] ?? "error"}`,
-          );
-        chunks.push(r.bytes(r.length("raw-data"), "raw-data"));
-        if (last) break;
-        response = await this.exchange(
-          Uint8Array.of(
-            0xc0,
-            2,
-            invokeId,
-            (block >>> 24) & 0xff,
-            (block >>> 16) & 0xff,
-            (block >>> 8) & 0xff,
-            block & 0xff,
-          ),
-        );
-        if (response[0] !== 0xc4 || response[1] !== 2)
-          return this.unwrapGet(decodeApdu(response), classId, obis, attributeId);
-      }
-      return decodeData(Buffer.concat(chunks));
+      const raw = await this.collectBlocks(response, invokeId);
+      if (raw instanceof Uint8Array) return decodeData(raw);
+      return this.unwrapGet(raw, classId, obis, attributeId);
     }
     return this.unwrapGet(decodeApdu(response), classId, obis, attributeId);
   }
 
+  /**
+   * Block transfer (IEC 62056-5-3): collects the raw-data of get-response-with-datablock until the last
+   * block, asking for each next one. Returns the joined raw data, or the non-block APDU the meter ended with.
+   */
+  private async collectBlocks(first: Uint8Array, invokeId: number): Promise<Uint8Array | Apdu> {
+    let response = first;
+    const chunks: Uint8Array[] = [];
+    for (let blocks = 0; ; blocks++) {
+      if (blocks >= GET_BLOCKS_MAX)
+        throw new DlmsError("BAD_LENGTH", `more than ${GET_BLOCKS_MAX} GET blocks`);
+      const r = new DlmsReader(response);
+      r.bytes(3, "header");
+      const last = r.u8("last-block") !== 0;
+      const block = r.u32("block-number");
+      if (r.u8("result choice") !== 0) {
+        const code = r.u8("result");
+        throw new DlmsError(
+          "DATA_ACCESS_ERROR",
+          `block ${block}: ${DATA_ACCESS_RESULTS[code] ?? `data-access-result ${code}`}`,
+        );
+      }
+      if (block !== blocks + 1)
+        throw new DlmsError("BAD_VALUE", `GET block ${block} arrived where block ${blocks + 1} was due`);
+      chunks.push(r.bytes(r.length("raw-data"), "raw-data"));
+      if (last) return new Uint8Array(Buffer.concat(chunks));
+      response = await this.exchange(
+        Uint8Array.of(
+          0xc0,
+          2,
+          invokeId,
+          (block >>> 24) & 0xff,
+          (block >>> 16) & 0xff,
+          (block >>> 8) & 0xff,
+          block & 0xff,
+        ),
+      );
+      if (response[0] !== 0xc4 || response[1] !== 2) return decodeApdu(response);
+    }
+  }
+
+  /**
+   * GET with-list: several attributes in one request (conformance multiple-references). The list is split
+   * into requests that fit the negotiated PDU; results come back in order, one per attribute, each data
+   * or a data-access-result.
+   */
+  async getWithList(items: readonly AttributeRequest[]): Promise<GetDataResult[]> {
+    const results: GetDataResult[] = [];
+    const budget = this.maxPdu - this.overheadBytes;
+    let batch: AttributeRequest[] = [];
+    const flush = async () => {
+      if (batch.length > 0) results.push(...(await this.getList(batch)));
+      batch = [];
+    };
+    for (const item of items) {
+      const candidate = [...batch, item];
+      if (batch.length > 0 && this.listRequest(0, candidate).length > budget) await flush();
+      batch.push(item);
+      if (batch.length === 1 && this.listRequest(0, batch).length > budget)
+        throw new DlmsError(
+          "BAD_LENGTH",
+          `GET with-list item ${formatObis(item.obis)} alone exceeds the negotiated PDU of ${this.maxPdu} bytes`,
+        );
+    }
+    await flush();
+    return results;
+  }
+
+  private listRequest(invokeId: number, items: readonly AttributeRequest[]): Uint8Array {
+    return encodeApdu({
+      kind: "get-request-with-list",
+      invokeId,
+      attributes: items.map((item) => ({
+        attribute: { classId: item.classId, obis: item.obis, attributeId: item.attributeId },
+        accessSelection: item.selection ?? null,
+      })),
+    });
+  }
+
+  private async getList(items: readonly AttributeRequest[]): Promise<GetDataResult[]> {
+    const invokeId = this.nextInvoke();
+    const response = await this.exchange(this.listRequest(invokeId, items));
+    let results: GetDataResult[];
+    if (response[0] === 0xc4 && response[1] === 2) {
+      const raw = await this.collectBlocks(response, invokeId);
+      if (!(raw instanceof Uint8Array)) throw this.unexpected(raw);
+      results = decodeGetResultList(raw);
+    } else {
+      const apdu = decodeApdu(response);
+      if (apdu.kind !== "get-response-with-list") throw this.unexpected(apdu);
+      results = apdu.results;
+    }
+    if (results.length !== items.length)
+      throw new DlmsError(
+        "BAD_LENGTH",
+        `GET with-list of ${items.length} attributes answered with ${results.length} results`,
+      );
+    return results;
+  }
+
+  /** SET normal, or with datablocks when the request would exceed the negotiated PDU (IEC 62056-5-3). */
   async set(classId: number, obis: Obis, attributeId: number, value: Data): Promise<void> {
-    const apdu = decodeApdu(
-      await this.exchange(
-        encodeApdu({
-          kind: "set-request-normal",
-          invokeId: this.nextInvoke(),
-          attribute: { classId, obis, attributeId },
-          value,
-        }),
-      ),
-    );
-    if (apdu.kind !== "set-response-normal") throw this.unexpected(apdu);
-    if (apdu.result !== 0) throw accessError(apdu.result, `SET ${formatObis(obis)}:${attributeId}`);
+    const invokeId = this.nextInvoke();
+    const attribute = { classId, obis, attributeId };
+    const what = `SET ${formatObis(obis)}:${attributeId}`;
+    const normal = encodeApdu({ kind: "set-request-normal", invokeId, attribute, value });
+    const budget = this.maxPdu - this.overheadBytes;
+    if (normal.length <= budget) {
+      const apdu = decodeApdu(await this.exchange(normal));
+      if (apdu.kind !== "set-response-normal") throw this.unexpected(apdu);
+      if (apdu.result !== 0) throw accessError(apdu.result, what);
+      return;
+    }
+    // First-datablock header: tag, choice, invoke id, descriptor (9), selection flag, last, block (4), length (≤ 3).
+    const blockBytes = budget - 24;
+    if (blockBytes < 1)
+      throw new DlmsError(
+        "BAD_LENGTH",
+        `negotiated PDU of ${this.maxPdu} bytes leaves no room for SET blocks`,
+      );
+    const raw = encodeData(value);
+    const blocks = Math.ceil(raw.length / blockBytes);
+    if (blocks > SET_BLOCKS_MAX)
+      throw new DlmsError("BAD_LENGTH", `${what}: ${blocks} datablocks exceed ${SET_BLOCKS_MAX}`);
+    for (let block = 1; block <= blocks; block++) {
+      const rawData = raw.subarray((block - 1) * blockBytes, block * blockBytes);
+      const lastBlock = block === blocks;
+      const request =
+        block === 1
+          ? encodeApdu({
+              kind: "set-request-with-first-datablock",
+              invokeId,
+              attribute,
+              accessSelection: null,
+              lastBlock,
+              blockNumber: block,
+              rawData,
+            })
+          : encodeApdu({
+              kind: "set-request-with-datablock",
+              invokeId,
+              lastBlock,
+              blockNumber: block,
+              rawData,
+            });
+      const apdu = decodeApdu(await this.exchange(request));
+      if (apdu.kind === "set-response-last-datablock") {
+        if (apdu.result !== 0) throw accessError(apdu.result, `${what} block ${apdu.blockNumber}`);
+        if (!lastBlock || apdu.blockNumber !== block)
+          throw new DlmsError(
+            "BAD_VALUE",
+            `${what}: the meter closed the transfer at block ${apdu.blockNumber} of ${blocks}`,
+          );
+        return;
+      }
+      if (apdu.kind !== "set-response-datablock") throw this.unexpected(apdu);
+      if (lastBlock || apdu.blockNumber !== block)
+        throw new DlmsError(
+          "BAD_VALUE",
+          `${what}: block ${block}${lastBlock ? " (last)" : ""} acknowledged as block ${apdu.blockNumber}`,
+        );
+    }
   }
 
   async action(
@@ -252,17 +403,42 @@ export class DlmsClient {
   }
 
   private unexpected(apdu: Apdu): DlmsError {
-    if (apdu.kind === "exception-response")
-      return new DlmsError(
-        "NOT_ASSOCIATED",
-        `the meter answered with an exception (state ${apdu.stateError}, service ${apdu.serviceError}): not associated?`,
-      );
+    if (apdu.kind === "exception-response") return exceptionError(apdu);
     return new DlmsError("BAD_TAG", `unexpected ${apdu.kind}`);
   }
 
   private nextInvoke(): number {
     this.invokeId = (this.invokeId % 15) + 1;
     return 0xc0 | this.invokeId; // high priority, confirmed service
+  }
+}
+
+/** An exception-response as a typed error: the service-error says what the meter refused. */
+export function exceptionError(apdu: Extract<Apdu, { kind: "exception-response" }>): DlmsError {
+  const names = `${EXCEPTION_STATE_ERRORS[apdu.stateError] ?? `state-error ${apdu.stateError}`} / ${
+    EXCEPTION_SERVICE_ERRORS[apdu.serviceError] ?? `service-error ${apdu.serviceError}`
+  }`;
+  switch (apdu.serviceError) {
+    case 1:
+      return new DlmsError("NOT_ASSOCIATED", `the meter refused the request (${names}): not associated?`);
+    case 2:
+      return new DlmsError("UNSUPPORTED", `the meter does not support this service (${names})`);
+    case 4:
+      return new DlmsError("BAD_LENGTH", `the request exceeds the meter's max PDU (${names})`);
+    case 5:
+      return new DlmsError(
+        "DECRYPT_FAILED",
+        `the meter could not decipher the request (${names}): wrong keys?`,
+      );
+    case 6:
+      return new DlmsError(
+        "REPLAYED_INVOCATION_COUNTER",
+        `the meter refused the invocation counter (${names})${
+          apdu.invocationCounter === undefined ? "" : `; it expects at least ${apdu.invocationCounter}`
+        }`,
+      );
+    default:
+      return new DlmsError("SERVICE_REFUSED", `the meter answered with an exception (${names})`);
   }
 }
 

@@ -21,6 +21,8 @@ export type DlmsErrorCode =
   | "ACCESS_DENIED"
   | "OBJECT_UNDEFINED"
   | "DATA_ACCESS_ERROR"
+  | "SERVICE_REFUSED"
+  | "LINK_DOWN"
   | "TIMEOUT";
 
 export class DlmsError extends Error {

@@ -8,6 +8,7 @@ export * from "./client.ts";
 export * from "./decode.ts";
 export * from "./errors.ts";
 export * from "./image-transfer.ts";
+export * from "./keys.ts";
 export * from "./obis.ts";
 export * from "./runtime/tcp.ts";
 export * from "./security.ts";

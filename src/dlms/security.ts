@@ -196,4 +196,9 @@ export class InvocationCounterGuard {
     }
     this.last.set(key, invocationCounter);
   }
+
+  /** The highest counter accepted from a peer so far (null: none yet). */
+  lastAccepted(peerSystemTitle: Uint8Array): number | null {
+    return this.last.get(Buffer.from(peerSystemTitle).toString("hex")) ?? null;
+  }
 }

@@ -12,10 +12,20 @@ import {
   MECHANISM_NONE,
   RLRE,
 } from "./acse.ts";
-import { formatObis, type Obis } from "./apdu.ts";
+import {
+  type AttributeDescriptor,
+  decodeApdu,
+  encodeApdu,
+  encodeGetResultList,
+  formatObis,
+  type GetDataResult,
+  type Obis,
+} from "./apdu.ts";
 import type { Data } from "./axdr.ts";
-import { encodeData, readData } from "./axdr.ts";
+import { decodeData, encodeData, readData } from "./axdr.ts";
+import { CIPHERED_OVERHEAD_BYTES } from "./ciphering.ts";
 import { DlmsError, DlmsReader, encodeLength } from "./errors.ts";
+import { cipherContext, type DlmsKeySet } from "./keys.ts";
 import {
   decodeGeneralGloCiphering,
   encodeGeneralGloCiphering,
@@ -27,9 +37,11 @@ import {
   verifyHlsGmac,
 } from "./security.ts";
 
-// A COSEM server: association (AARQ/AARE, no authentication for the public client, LLS for management),
-// GET normal with block transfer when the result exceeds the negotiated PDU, GET next, SET and ACTION
-// normal, release. The object model is injected: the meter role provides it.
+// A COSEM server: association (AARQ/AARE, no authentication for the public client, LLS or HLS-GMAC for
+// management), GET normal / next / with-list with block transfer when a result exceeds the negotiated
+// PDU, SET normal and with datablocks, ACTION normal, release; every refused request is answered with
+// the Green Book's exception-response or data-access-result code. The object model is injected: the
+// meter role provides it.
 
 /** IEC 62056-5-3 reserved client SAPs (wPorts). */
 export const CLIENT_PUBLIC = 16;
@@ -40,8 +52,31 @@ export const SERVER_CONFORMANCE =
   CONFORMANCE.set |
   CONFORMANCE.action |
   CONFORMANCE.selectiveAccess |
-  CONFORMANCE.blockTransferWithGetOrRead;
+  CONFORMANCE.multipleReferences |
+  CONFORMANCE.blockTransferWithGetOrRead |
+  CONFORMANCE.blockTransferWithSetOrWrite;
 export const SERVER_MAX_PDU = 1024;
+/** Bound on a value written with SET datablocks (the meter's largest writable attribute is far below). */
+export const SET_BLOCK_BYTES_MAX = 65_536;
+
+/** ExceptionResponse (Green Book §9.5): state-error and service-error values the server sends. */
+export const EXCEPTION_STATE = { serviceNotAllowed: 1, serviceUnknown: 2 } as const;
+export const EXCEPTION_SERVICE = {
+  operationNotPossible: 1,
+  serviceNotSupported: 2,
+  otherReason: 3,
+  pduTooLong: 4,
+  decipheringError: 5,
+  invocationCounterError: 6,
+} as const;
+
+function exception(stateError: number, serviceError: number, invocationCounter?: number): Uint8Array {
+  return encodeApdu(
+    invocationCounter === undefined
+      ? { kind: "exception-response", stateError, serviceError }
+      : { kind: "exception-response", stateError, serviceError, invocationCounter },
+  );
+}
 
 export type AccessLevel = "public" | "management";
 
@@ -51,6 +86,11 @@ export const ACCESS = {
   objectUndefined: 4,
   typeUnmatched: 12,
   temporaryFailure: 2,
+  longGetAborted: 15,
+  noLongGetInProgress: 16,
+  longSetAborted: 17,
+  noLongSetInProgress: 18,
+  dataBlockNumberInvalid: 19,
   otherReason: 250,
 } as const;
 
@@ -78,6 +118,8 @@ export interface ServerCredentials {
   readonly lowLevelPassword: Uint8Array;
   /** HLS mechanism 5 (GMAC) with security suite 0: this server's system title and the global keys. */
   readonly hls?: SecurityContext;
+  /** The same as `hls` as a key set (suite, system title, keys); takes precedence over `hls`. */
+  readonly keySet?: DlmsKeySet;
   /** Challenge bytes (StoC) for HLS: the runtime passes crypto.randomBytes, tests a seeded source. */
   readonly challenge?: (length: number) => Uint8Array;
 }
@@ -99,11 +141,20 @@ export class DlmsServerSession {
   private level: AccessLevel | null = null;
   private maxPdu = SERVER_MAX_PDU;
   private pendingBlocks: { invokeId: number; data: Uint8Array; next: number } | null = null;
+  private pendingSet: {
+    invokeId: number;
+    attribute: AttributeDescriptor;
+    parts: Uint8Array[];
+    bytes: number;
+    next: number;
+  } | null = null;
   private cipher: CipherState | null = null;
   requests = 0;
   refusals = 0;
   /** Ciphered APDUs refused: bad tag (wrong keys) or a replayed invocation counter. */
   securityRefusals = 0;
+  /** Of those, replayed (or lower) invocation counters. */
+  replaysRefused = 0;
 
   constructor(
     private readonly model: CosemObjectModel,
@@ -128,7 +179,7 @@ export class DlmsServerSession {
     if (this.cipher !== null) return this.handleCiphered(request);
     if (this.level === null) {
       this.refusals++;
-      return Uint8Array.of(0xd8, 1, 2); // exception-response: service-not-allowed
+      return exception(EXCEPTION_STATE.serviceNotAllowed, EXCEPTION_SERVICE.operationNotPossible);
     }
     return this.serve(request);
   }
@@ -211,7 +262,8 @@ export class DlmsServerSession {
 
   /** HLS mechanism 5: the AARQ carries CtoS and a ciphered initiate; the AARE returns StoC; pass 3/4 follow. */
   private associateHls(aarq: Aarq): Uint8Array {
-    const hls = this.credentials.hls;
+    const hls =
+      this.credentials.keySet === undefined ? this.credentials.hls : cipherContext(this.credentials.keySet);
     const reject = (diagnostic: number) => {
       this.refusals++;
       return encodeAare({
@@ -285,8 +337,12 @@ export class DlmsServerSession {
     const tag = request[0]!;
     const responseTag = CIPHERED_RESPONSE[tag];
     if (responseTag === undefined) {
+      this.refusals++; // a plain APDU on a ciphered association
+      return exception(EXCEPTION_STATE.serviceNotAllowed, EXCEPTION_SERVICE.operationNotPossible);
+    }
+    if (request.length > this.maxPdu + CIPHERED_OVERHEAD_BYTES) {
       this.refusals++;
-      return Uint8Array.of(0xd8, 1, 2); // a plain APDU on a ciphered association
+      return exception(EXCEPTION_STATE.serviceNotAllowed, EXCEPTION_SERVICE.pduTooLong);
     }
     let plain: Uint8Array;
     try {
@@ -309,11 +365,22 @@ export class DlmsServerSession {
     } catch (error) {
       if (!(error instanceof DlmsError)) throw error;
       this.securityRefusals++;
-      return Uint8Array.of(0xd8, 1, 3);
+      if (error.code === "REPLAYED_INVOCATION_COUNTER") {
+        this.replaysRefused++;
+        // Green Book: invocation-counter-error tells the client the lowest counter still accepted.
+        const last = cipher.guard.lastAccepted(cipher.clientSystemTitle) ?? 0;
+        return exception(
+          EXCEPTION_STATE.serviceNotAllowed,
+          EXCEPTION_SERVICE.invocationCounterError,
+          Math.min(last + 1, 0xffffffff),
+        );
+      }
+      return exception(EXCEPTION_STATE.serviceNotAllowed, EXCEPTION_SERVICE.decipheringError);
     }
     let answer: Uint8Array;
     if (cipher.pendingHls !== null) answer = this.hlsPass3(plain, cipher);
-    else if (this.level === null) answer = Uint8Array.of(0xd8, 1, 2);
+    else if (this.level === null)
+      answer = exception(EXCEPTION_STATE.serviceNotAllowed, EXCEPTION_SERVICE.operationNotPossible);
     else answer = this.serve(plain);
     const content = protect(cipher.ctx, 0x30, cipher.invocationCounter++, answer);
     return tag === 0xdb
@@ -326,7 +393,8 @@ export class DlmsServerSession {
     const pending = cipher.pendingHls!;
     const r = new DlmsReader(plain);
     try {
-      if (r.u8("tag") !== 0xc3 || r.u8("type") !== 1) return Uint8Array.of(0xd8, 1, 2);
+      if (r.u8("tag") !== 0xc3 || r.u8("type") !== 1)
+        return exception(EXCEPTION_STATE.serviceNotAllowed, EXCEPTION_SERVICE.operationNotPossible);
       const invokeId = r.u8("invoke id");
       const classId = r.u16("class id");
       const obis = formatObis(r.bytes(6, "obis"));
@@ -355,26 +423,97 @@ export class DlmsServerSession {
       return Uint8Array.of(0xc7, 1, invokeId, 0, 1, 0, ...encodeData({ type: "octet-string", value: fCtoS }));
     } catch (error) {
       if (!(error instanceof DlmsError)) throw error;
-      return Uint8Array.of(0xd8, 1, 3);
+      return exception(EXCEPTION_STATE.serviceNotAllowed, EXCEPTION_SERVICE.otherReason);
     }
   }
 
+  /** Room the ciphered form takes around a response (glo tag, length, SC ‖ IC, GCM tag). */
+  private get overheadBytes(): number {
+    return this.cipher === null ? 0 : CIPHERED_OVERHEAD_BYTES;
+  }
+
   private serve(request: Uint8Array): Uint8Array {
+    if (request.length > this.maxPdu) {
+      this.refusals++;
+      return exception(EXCEPTION_STATE.serviceNotAllowed, EXCEPTION_SERVICE.pduTooLong);
+    }
+    const tag = request[0];
+    if (tag !== 0xc0 && tag !== 0xc1 && tag !== 0xc3) {
+      this.refusals++;
+      return exception(EXCEPTION_STATE.serviceUnknown, EXCEPTION_SERVICE.serviceNotSupported);
+    }
     try {
-      switch (request[0]) {
-        case 0xc0:
-          return this.get(request);
-        case 0xc1:
-          return this.set(request);
-        case 0xc3:
-          return this.action(request);
+      const apdu = decodeApdu(request);
+      switch (apdu.kind) {
+        case "get-request-normal": {
+          this.pendingBlocks = null; // a new request abandons an unfinished block transfer
+          const answer = this.readAttribute(apdu.attribute, apdu.accessSelection);
+          if ("error" in answer) return Uint8Array.of(0xc4, 1, apdu.invokeId, 1, answer.error);
+          const data = encodeData(answer.data);
+          if (data.length + 4 <= this.maxPdu - this.overheadBytes)
+            return Uint8Array.of(0xc4, 1, apdu.invokeId, 0, ...data);
+          return this.startBlocks(apdu.invokeId, data);
+        }
+        case "get-request-next":
+          return this.getNext(apdu.invokeId, apdu.blockNumber);
+        case "get-request-with-list": {
+          this.pendingBlocks = null;
+          const results = apdu.attributes.map((item) =>
+            this.readAttribute(item.attribute, item.accessSelection),
+          );
+          const body = encodeGetResultList(results);
+          if (body.length + 3 <= this.maxPdu - this.overheadBytes)
+            return Uint8Array.of(0xc4, 3, apdu.invokeId, ...body);
+          // Green Book: a with-list response too long for one PDU travels as datablocks of its result list.
+          return this.startBlocks(apdu.invokeId, body);
+        }
+        case "set-request-normal": {
+          this.pendingSet = null;
+          if (apdu.accessSelection !== null && apdu.accessSelection !== undefined)
+            return Uint8Array.of(0xc5, 1, apdu.invokeId, ACCESS.otherReason);
+          return Uint8Array.of(0xc5, 1, apdu.invokeId, this.writeAttribute(apdu.attribute, apdu.value));
+        }
+        case "set-request-with-first-datablock": {
+          this.pendingSet = null;
+          if (apdu.accessSelection !== null)
+            return this.setLast(apdu.invokeId, ACCESS.otherReason, apdu.blockNumber);
+          if (apdu.blockNumber !== 1)
+            return this.setLast(apdu.invokeId, ACCESS.dataBlockNumberInvalid, apdu.blockNumber);
+          this.pendingSet = {
+            invokeId: apdu.invokeId,
+            attribute: apdu.attribute,
+            parts: [],
+            bytes: 0,
+            next: 1,
+          };
+          return this.setBlock(apdu.invokeId, apdu.blockNumber, apdu.lastBlock, apdu.rawData);
+        }
+        case "set-request-with-datablock":
+          return this.setBlock(apdu.invokeId, apdu.blockNumber, apdu.lastBlock, apdu.rawData);
+        case "action-request-normal": {
+          const { result, data } = this.model.action(
+            this.level!,
+            apdu.method.classId,
+            apdu.method.obis,
+            apdu.method.methodId,
+            apdu.parameters,
+          );
+          return data === undefined
+            ? Uint8Array.of(0xc7, 1, apdu.invokeId, result, 0)
+            : Uint8Array.of(0xc7, 1, apdu.invokeId, result, 1, 0, ...encodeData(data));
+        }
         default:
-          return Uint8Array.of(0xd8, 1, 2);
+          this.refusals++;
+          return exception(EXCEPTION_STATE.serviceNotAllowed, EXCEPTION_SERVICE.serviceNotSupported);
       }
     } catch (error) {
       if (!(error instanceof DlmsError)) throw error;
       this.refusals++;
-      return Uint8Array.of(0xd8, 1, 3);
+      // A request choice we do not serve (e.g. ACTION with-pblock) vs. a malformed one.
+      return exception(
+        EXCEPTION_STATE.serviceNotAllowed,
+        error.code === "UNSUPPORTED" ? EXCEPTION_SERVICE.serviceNotSupported : EXCEPTION_SERVICE.otherReason,
+      );
     }
   }
 
@@ -391,38 +530,59 @@ export class DlmsServerSession {
     });
   }
 
-  private get(request: Uint8Array): Uint8Array {
-    const r = new DlmsReader(request);
-    r.u8("tag");
-    const type = r.u8("get type");
-    const invokeId = r.u8("invoke id");
-    if (type === 2) {
-      const block = r.u32("block number");
-      const pending = this.pendingBlocks;
-      if (pending === null || pending.invokeId !== invokeId || block !== pending.next - 1) {
-        this.pendingBlocks = null;
-        return Uint8Array.of(0xc4, 1, invokeId, 1, 16); // no-long-get-in-progress
-      }
-      return this.nextBlock(pending);
-    }
-    if (type !== 1) return Uint8Array.of(0xd8, 1, 2);
-    const classId = r.u16("class id");
-    const obis = Array.from(r.bytes(6, "obis")) as unknown as Obis;
-    const attributeId = r.u8("attribute id");
-    const selection = r.u8("access selection flag")
-      ? { selector: r.u8("selector"), parameters: readData(r, 0) }
-      : null;
-    const answer = this.model.get(this.level!, classId, obis, attributeId, selection);
-    if (typeof answer === "number") return Uint8Array.of(0xc4, 1, invokeId, 1, answer);
-    const data = encodeData(answer);
-    if (data.length + 4 <= this.maxPdu) return Uint8Array.of(0xc4, 1, invokeId, 0, ...data);
+  private readAttribute(
+    attribute: AttributeDescriptor,
+    selection: { selector: number; parameters: Data } | null,
+  ): GetDataResult {
+    const answer = this.model.get(
+      this.level!,
+      attribute.classId,
+      attribute.obis,
+      attribute.attributeId,
+      selection,
+    );
+    return typeof answer === "number" ? { error: answer } : { data: answer };
+  }
+
+  private writeAttribute(attribute: AttributeDescriptor, value: Data): number {
+    return this.model.set(this.level!, attribute.classId, attribute.obis, attribute.attributeId, value);
+  }
+
+  private startBlocks(invokeId: number, data: Uint8Array): Uint8Array {
     this.pendingBlocks = { invokeId, data, next: 1 };
     return this.nextBlock(this.pendingBlocks);
   }
 
+  /** GET next: the client names the last block it received; anything else ends the transfer. */
+  private getNext(invokeId: number, blockNumber: number): Uint8Array {
+    const pending = this.pendingBlocks;
+    if (pending === null || pending.invokeId !== invokeId) {
+      this.refusals++;
+      return this.blockError(invokeId, blockNumber, ACCESS.noLongGetInProgress);
+    }
+    if (blockNumber !== pending.next - 1) {
+      this.refusals++;
+      this.pendingBlocks = null;
+      return this.blockError(invokeId, blockNumber, ACCESS.dataBlockNumberInvalid);
+    }
+    return this.nextBlock(pending);
+  }
+
+  /** get-response-with-datablock carrying a data-access-result instead of raw data; last-block set. */
+  private blockError(invokeId: number, blockNumber: number, result: number): Uint8Array {
+    return encodeApdu({
+      kind: "get-response-with-datablock",
+      invokeId,
+      lastBlock: true,
+      blockNumber,
+      result: { error: result },
+    });
+  }
+
   /** get-response-with-datablock: last-block, block-number, raw-data (octet-string). */
   private nextBlock(pending: { invokeId: number; data: Uint8Array; next: number }): Uint8Array {
-    const chunk = this.maxPdu - 16;
+    // Header: tag, choice, invoke id, last-block, block-number (4), result choice, length (≤ 3).
+    const chunk = this.maxPdu - this.overheadBytes - 16;
     const start = (pending.next - 1) * chunk;
     const part = pending.data.subarray(start, start + chunk);
     const last = start + chunk >= pending.data.length;
@@ -444,32 +604,41 @@ export class DlmsServerSession {
     );
   }
 
-  private set(request: Uint8Array): Uint8Array {
-    const r = new DlmsReader(request);
-    r.u8("tag");
-    if (r.u8("set type") !== 1) return Uint8Array.of(0xd8, 1, 2);
-    const invokeId = r.u8("invoke id");
-    const classId = r.u16("class id");
-    const obis = Array.from(r.bytes(6, "obis")) as unknown as Obis;
-    const attributeId = r.u8("attribute id");
-    if (r.u8("access selection flag") !== 0) return Uint8Array.of(0xc5, 1, invokeId, ACCESS.otherReason);
-    const value = readData(r, 0);
-    return Uint8Array.of(0xc5, 1, invokeId, this.model.set(this.level!, classId, obis, attributeId, value));
+  /** One SET datablock: acknowledged with set-response-datablock, the last one answered with the result. */
+  private setBlock(invokeId: number, blockNumber: number, last: boolean, rawData: Uint8Array): Uint8Array {
+    const pending = this.pendingSet;
+    if (pending === null || pending.invokeId !== invokeId) {
+      this.refusals++;
+      return this.setLast(invokeId, ACCESS.noLongSetInProgress, blockNumber);
+    }
+    if (blockNumber !== pending.next) {
+      this.refusals++;
+      this.pendingSet = null;
+      return this.setLast(invokeId, ACCESS.dataBlockNumberInvalid, blockNumber);
+    }
+    if (pending.bytes + rawData.length > SET_BLOCK_BYTES_MAX) {
+      this.refusals++;
+      this.pendingSet = null;
+      return this.setLast(invokeId, ACCESS.longSetAborted, blockNumber);
+    }
+    pending.parts.push(rawData);
+    pending.bytes += rawData.length;
+    pending.next++;
+    if (!last) return encodeApdu({ kind: "set-response-datablock", invokeId, blockNumber });
+    this.pendingSet = null;
+    let value: Data;
+    try {
+      value = decodeData(new Uint8Array(Buffer.concat(pending.parts)));
+    } catch (error) {
+      if (!(error instanceof DlmsError)) throw error;
+      this.refusals++;
+      return this.setLast(invokeId, ACCESS.typeUnmatched, blockNumber);
+    }
+    return this.setLast(invokeId, this.writeAttribute(pending.attribute, value), blockNumber);
   }
 
-  private action(request: Uint8Array): Uint8Array {
-    const r = new DlmsReader(request);
-    r.u8("tag");
-    if (r.u8("action type") !== 1) return Uint8Array.of(0xd8, 1, 2);
-    const invokeId = r.u8("invoke id");
-    const classId = r.u16("class id");
-    const obis = Array.from(r.bytes(6, "obis")) as unknown as Obis;
-    const methodId = r.u8("method id");
-    const parameters = r.u8("parameters flag") ? readData(r, 0) : null;
-    const { result, data } = this.model.action(this.level!, classId, obis, methodId, parameters);
-    return data === undefined
-      ? Uint8Array.of(0xc7, 1, invokeId, result, 0)
-      : Uint8Array.of(0xc7, 1, invokeId, result, 1, 0, ...encodeData(data));
+  private setLast(invokeId: number, result: number, blockNumber: number): Uint8Array {
+    return encodeApdu({ kind: "set-response-last-datablock", invokeId, result, blockNumber });
   }
 }
 

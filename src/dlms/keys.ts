@@ -1,0 +1,127 @@
+import { DlmsError } from "./errors.ts";
+import { type SecurityContext, SYSTEM_TITLE_BYTES } from "./security.ts";
+
+// Key handling for DLMS/COSEM security (Green Book §9.2.3 security suites). One `DlmsKeySet` is what one
+// side of an association holds: its suite, its own system title, the symmetric keys of AES-GCM-128, and
+// (suite 1, not implemented yet) the asymmetric material. The server, the client and the push receiver
+// take key sets; the symmetric operations only ever see a `SecurityContext` derived from one, so suite 1
+// adds its ECDH/ECDSA fields here and its new services (general-ciphering with key agreement,
+// general-signing, HLS mechanism 7) beside the suite-0 ones, without touching the callers.
+
+/** Suite 0: AES-GCM-128, AES-128 key wrap. Suite 1: + ECDH/ECDSA P-256, SHA-256. Suite 2: AES-GCM-256, P-384. */
+export type SecuritySuiteId = 0 | 1 | 2;
+
+/** Suites whose symmetric part this library runs (both use AES-GCM-128 with a 12-byte tag). */
+export const SUPPORTED_SUITES: readonly SecuritySuiteId[] = [0];
+
+const KEY_BYTES: Record<SecuritySuiteId, number> = { 0: 16, 1: 16, 2: 32 };
+
+/**
+ * Suite 1's asymmetric keys (Green Book §9.2.6): the signing key pair (ECDSA P-256), the key-agreement
+ * key pair (ECDH P-256) and the peers' certificates by system title. Declared so the shape is settled;
+ * a key set carrying it is refused until suite 1 lands.
+ */
+export interface AsymmetricKeys {
+  readonly signingPrivateKeyPem: string;
+  readonly keyAgreementPrivateKeyPem: string;
+  /** X.509 certificates (DER) of the peers, keyed by their system title in hex. */
+  readonly peerCertificates: ReadonlyMap<string, Uint8Array>;
+}
+
+export interface DlmsKeySet {
+  readonly suite: SecuritySuiteId;
+  /** Our own system title (8 bytes: 3-letter manufacturer id + 5 bytes): the IV prefix of what we send. */
+  readonly systemTitle: Uint8Array;
+  /** Global unicast encryption key (GUEK). */
+  readonly encryptionKey: Uint8Array;
+  /** Authentication key (AK), part of the GCM additional data. */
+  readonly authenticationKey: Uint8Array;
+  /** Global broadcast encryption key (GBEK), for broadcast pushes (key-set bit of the security control). */
+  readonly broadcastKey?: Uint8Array;
+  readonly asymmetric?: AsymmetricKeys;
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString("hex");
+}
+
+/** Checks a key set's lengths against its suite; suites not yet implemented are refused by name. */
+export function checkKeySet(keys: DlmsKeySet): DlmsKeySet {
+  if (!SUPPORTED_SUITES.includes(keys.suite)) {
+    throw new DlmsError(
+      "UNSUPPORTED",
+      `security suite ${keys.suite} is not implemented (suite 0 only; see src/dlms/README.md for suite 1)`,
+    );
+  }
+  if (keys.systemTitle.length !== SYSTEM_TITLE_BYTES)
+    throw new DlmsError("BAD_LENGTH", `system title of ${keys.systemTitle.length} bytes, expected 8`);
+  const keyBytes = KEY_BYTES[keys.suite];
+  const named: Array<[string, Uint8Array | undefined]> = [
+    ["encryption key", keys.encryptionKey],
+    ["authentication key", keys.authenticationKey],
+    ["broadcast key", keys.broadcastKey],
+  ];
+  for (const [name, key] of named) {
+    if (key !== undefined && key.length !== keyBytes)
+      throw new DlmsError(
+        "BAD_LENGTH",
+        `${name} of ${key.length} bytes; suite ${keys.suite} uses ${keyBytes}`,
+      );
+  }
+  if (keys.asymmetric !== undefined && keys.suite === 0)
+    throw new DlmsError("BAD_VALUE", "suite 0 has no asymmetric keys");
+  return keys;
+}
+
+/** The symmetric context the ciphering functions use: unicast (GUEK) or broadcast (GBEK). */
+export function cipherContext(
+  keys: DlmsKeySet,
+  keySet: "unicast" | "broadcast" = "unicast",
+): SecurityContext {
+  checkKeySet(keys);
+  const encryptionKey = keySet === "unicast" ? keys.encryptionKey : keys.broadcastKey;
+  if (encryptionKey === undefined)
+    throw new DlmsError("BAD_VALUE", `key set of ${hex(keys.systemTitle)} has no broadcast key`);
+  return {
+    suite: 0,
+    systemTitle: keys.systemTitle,
+    encryptionKey,
+    authenticationKey: keys.authenticationKey,
+  };
+}
+
+/** A suite-0 key set from the context the older API takes (ServerCredentials.hls, associateHls). */
+export function keySetOf(ctx: SecurityContext): DlmsKeySet {
+  return checkKeySet({
+    suite: ctx.suite,
+    systemTitle: ctx.systemTitle,
+    encryptionKey: ctx.encryptionKey,
+    authenticationKey: ctx.authenticationKey,
+  });
+}
+
+/**
+ * The keys a receiver holds for its peers (a concentrator: one entry per meter system title). Lookup by
+ * the sender's system title, as general-glo-ciphering carries it.
+ */
+export class KeyStore {
+  private readonly byTitle = new Map<string, DlmsKeySet>();
+
+  constructor(peers: Iterable<DlmsKeySet> = []) {
+    for (const keys of peers) this.add(keys);
+  }
+
+  /** Registers the key set a peer protects its APDUs with (its own system title inside). */
+  add(keys: DlmsKeySet): void {
+    checkKeySet(keys);
+    this.byTitle.set(hex(keys.systemTitle), keys);
+  }
+
+  keysFor(systemTitle: Uint8Array): DlmsKeySet | null {
+    return this.byTitle.get(hex(systemTitle)) ?? null;
+  }
+
+  get size(): number {
+    return this.byTitle.size;
+  }
+}
