@@ -2,6 +2,7 @@
 export * from "./core/backoff.ts";
 export * from "./core/concentrator.ts";
 export * from "./core/evidence-packs.ts";
+export * from "./core/firmware-jobs.ts";
 export * from "./core/mbus-source.ts";
 export type * from "./core/ports.ts";
 export * from "./core/pulse.ts";

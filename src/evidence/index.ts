@@ -2,6 +2,7 @@
 export * from "./batch.ts";
 export * from "./bundle.ts";
 export * from "./bytes.ts";
+export * from "./campaign-wire.ts";
 export * from "./crypto.ts";
 export * from "./errors.ts";
 export * from "./event-chain.ts";

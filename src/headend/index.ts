@@ -1,6 +1,7 @@
 // Public API of src/headend. Other folders import only this file.
 export * from "./core/alerts.ts";
 export * from "./core/auth.ts";
+export * from "./core/campaigns.ts";
 export * from "./core/export.ts";
 export * from "./core/gaps.ts";
 export * from "./core/ingest.ts";

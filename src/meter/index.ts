@@ -7,5 +7,6 @@ export * from "./load-profile.ts";
 export * from "./meter.ts";
 export * from "./metrology.ts";
 export * from "./nvm-layout.ts";
+export * from "./rollback-command.ts";
 export * from "./rtc.ts";
 export * from "./tamper.ts";
