@@ -29,6 +29,7 @@ import {
   isStoreError,
   PAGE_ROWS_MAX,
 } from "../store/index.ts";
+import { registerWeb } from "./static.ts";
 
 /** Request bodies larger than this are refused (an asset register of ~100k meters fits). */
 export const API_BODY_BYTES_MAX = 32 * 1024 * 1024;
@@ -156,6 +157,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     });
   }
   app.get("/openapi.json", async () => openApiDocument(routes, deps.version));
+  registerWeb(app, deps);
   return app;
 }
 

@@ -1,0 +1,264 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import { type Lab, type Role, startHeadendLab } from "./lab.ts";
+
+// The operator dashboard (issue 10) in a real browser — Debian's chromium driven by playwright-core —
+// against a real head-end: sign-in by token, the fleet page, a meter's chart and verified event log, a
+// magnet tamper reaching the live alert feed without reload, acknowledge for an operator and not for a
+// viewer, evidence health, campaigns; no console errors, keyboard focus visible, at 1280×800 and 390×844.
+// A screenshot of each page is written to test-artifacts/ (git-ignored).
+
+const ROOT = join(import.meta.dirname, "../..");
+const ARTIFACTS = join(ROOT, "test-artifacts");
+const CHROMIUM = process.env.AMIPROOF_CHROMIUM ?? "/usr/bin/chromium";
+/** Acceptance 1: a tamper reaches the live feed within this, measured from its injection. */
+const LIVE_ALERT_MS_MAX = 2_000;
+const VIEWPORTS = {
+  desktop: { width: 1280, height: 800 },
+  phone: { width: 390, height: 844 },
+} as const;
+
+describe("web dashboard in chromium", () => {
+  let lab: Lab;
+  let browser: Browser;
+  const contexts: BrowserContext[] = [];
+  /** Console errors and uncaught exceptions of every page, with the page they came from. */
+  const problems: string[] = [];
+
+  before(async () => {
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(
+        `chromium is missing at ${CHROMIUM}: install it with \`apt-get install -y chromium\` (.ci/run does) or point AMIPROOF_CHROMIUM at one`,
+      );
+    }
+    // The head-end serves web/dist: build it when a source is newer (a few seconds; nothing when current).
+    execFileSync(process.execPath, [join(ROOT, "scripts/build-web.mjs"), "--if-needed"], {
+      stdio: "inherit",
+    });
+    mkdirSync(ARTIFACTS, { recursive: true });
+    lab = await startHeadendLab();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      // As root (CI) chromium refuses to start with its sandbox.
+      args: ["--no-sandbox", "--disable-dev-shm-usage"],
+    });
+  });
+
+  after(async () => {
+    for (const c of contexts) await c.close().catch(() => {});
+    await browser?.close();
+    await lab?.close();
+  });
+
+  async function open(role: Role, viewport: keyof typeof VIEWPORTS): Promise<Page> {
+    const context = await browser.newContext({ viewport: VIEWPORTS[viewport] });
+    contexts.push(context);
+    const page = await context.newPage();
+    page.on("console", (message) => {
+      if (message.type() === "error")
+        problems.push(`${role}@${viewport} ${page.url()}: console error: ${message.text()}`);
+    });
+    page.on("pageerror", (error) =>
+      problems.push(`${role}@${viewport} ${page.url()}: uncaught: ${error.message}`),
+    );
+    await page.goto(lab.dashboardUrl);
+    await page.locator("#token").fill(lab.tokens[role]);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.locator(`.role[data-role="${role}"]`).waitFor();
+    return page;
+  }
+
+  async function shot(page: Page, name: string): Promise<void> {
+    await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+  }
+
+  function assertNoProblems(): void {
+    assert.deepEqual(problems, [], `the dashboard logged errors:\n${problems.join("\n")}`);
+  }
+
+  test("sign-in refuses a wrong token and shows why", async () => {
+    const context = await browser.newContext({ viewport: VIEWPORTS.desktop });
+    contexts.push(context);
+    const page = await context.newPage();
+    await page.goto(lab.dashboardUrl);
+    await page.locator("#token").waitFor();
+    await shot(page, "signin-1280x800");
+    // The refused whoami is a 401 the browser itself logs; the page must say so, not break.
+    await page.locator("#token").fill("amp_not-a-token");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.locator(".signin .error").waitFor();
+    assert.match((await page.locator(".signin .error").textContent()) ?? "", /UNAUTHORIZED/);
+    await context.close();
+  });
+
+  test("the fleet page lists meters, pages on the server and filters", async () => {
+    const page = await open("viewer", "desktop");
+    const links = page.locator("a[data-meter]");
+    await links.first().waitFor();
+    assert.equal(await links.count(), 50, "one page of 50 meters");
+    assert.equal(await links.first().textContent(), "MTR-0001");
+    assert.match((await page.locator(".page-info").textContent()) ?? "", /1–50 of 60/);
+    await page.locator('[data-counter="readings"]').filter({ hasNotText: "…" }).waitFor();
+    assert.notEqual(await page.locator('[data-counter="meters"]').textContent(), "…");
+    await shot(page, "fleet-1280x800");
+
+    await page.getByRole("button", { name: "Next →" }).click();
+    await page.locator(".page-info", { hasText: "51–60 of 60" }).waitFor();
+    assert.equal(await links.count(), 10);
+
+    await page.locator("#f-search").fill("MTR-004");
+    await page.locator(".page-info", { hasText: "1–10 of 10" }).waitFor();
+    assert.equal(await links.first().textContent(), "MTR-0040");
+    await page.locator("#f-search").fill("");
+    await page.locator(".page-info", { hasText: "1–50 of 60" }).waitFor();
+    assertNoProblems();
+  });
+
+  test("a meter's page: the load chart renders with data, the event log is verified record by record", async () => {
+    const page = await open("viewer", "desktop");
+    await page.goto(`${lab.dashboardUrl}#/meters/${encodeURIComponent(lab.meterId)}`);
+    const chart = page.locator("#load-chart[data-points] canvas");
+    await chart.waitFor();
+    const points = Number(await page.locator("#load-chart").getAttribute("data-points"));
+    assert.ok(points >= 2, `the chart draws ${points} points`);
+    const box = await chart.boundingBox();
+    assert.ok(box !== null && box.width > 200 && box.height > 100, "the chart has a size");
+    await page.locator("td .badge-ok", { hasText: "✓ verified" }).first().waitFor();
+    assert.equal(await page.locator("td", { hasText: "✗ not verified" }).count(), 0);
+    assert.ok((await page.locator("#s-registers ~ div table tbody tr").count()) >= 1, "registers listed");
+    await shot(page, "meter-1280x800");
+
+    // The export button hands over a bundle (the head-end's /api/evidence/export, with the token).
+    const download = page.waitForEvent("download");
+    await page.locator("#export-bundle").click();
+    await page.locator("#export-result").waitFor();
+    assert.match((await download).suggestedFilename(), /^evidence-.+\.json$/);
+    assertNoProblems();
+  });
+
+  test("a magnet tamper reaches the live feed within 2 s without reload; a viewer has no acknowledge button, an operator acknowledges", async () => {
+    const viewer = await open("viewer", "desktop");
+    const operator = await open("operator", "desktop");
+    for (const page of [viewer, operator]) {
+      await page.goto(`${lab.dashboardUrl}#/alerts`);
+      await page.locator("#alert-feed").waitFor();
+      await page.locator(".stream .badge-ok", { hasText: "live" }).waitFor();
+      // A marker that a reload would wipe out.
+      await page.evaluate("window.notReloaded = true");
+    }
+    const card = (page: Page) => page.locator('li[data-type="MAG_TAMPER"]');
+    assert.equal(await card(viewer).count(), 0, "no tamper before the injection");
+
+    const started = Date.now();
+    await lab.injectMagnet(lab.meterId);
+    await Promise.all([
+      card(viewer).waitFor({ timeout: LIVE_ALERT_MS_MAX }),
+      card(operator).waitFor({ timeout: LIVE_ALERT_MS_MAX }),
+    ]);
+    const elapsedMs = Date.now() - started;
+    console.log(
+      `dashboard: magnet tamper in the live feed ${elapsedMs} ms after its injection (${lab.kind})`,
+    );
+    assert.ok(elapsedMs <= LIVE_ALERT_MS_MAX, `${elapsedMs} ms`);
+    for (const page of [viewer, operator]) {
+      assert.equal(await page.evaluate("window.notReloaded"), true);
+    }
+    // The seed 004 error code of a magnet, with its meaning, and the meter.
+    assert.match(
+      (await card(viewer).locator(".error-code").textContent()) ?? "",
+      /0x09 Magnetic Interference/,
+    );
+    assert.equal(await card(viewer).locator(`a[href="#/meters/${lab.meterId}"]`).count(), 1);
+
+    // Role decides which buttons exist: none for a viewer.
+    assert.equal(
+      await card(viewer).locator("button").count(),
+      0,
+      "a viewer sees no acknowledge or resolve button",
+    );
+    assert.equal(await viewer.locator('button[data-action="ack"]').count(), 0);
+    await shot(viewer, "alerts-viewer-1280x800");
+
+    const ack = card(operator).locator('button[data-action="ack"]');
+    assert.equal(await ack.count(), 1, "an operator has the acknowledge button");
+    await ack.click();
+    await operator.locator('li[data-type="MAG_TAMPER"][data-state="acknowledged"]').waitFor();
+    await shot(operator, "alerts-operator-1280x800");
+    // The viewer's feed follows the change live (alert_update), and the head-end holds it.
+    await viewer.locator('li[data-type="MAG_TAMPER"][data-state="acknowledged"]').waitFor();
+    const alertId = await card(operator).getAttribute("data-alert-id");
+    const stored = (await lab.api("GET", `/api/alerts/${alertId}`, "viewer")).json as {
+      state: string;
+      acknowledged_by: string;
+    };
+    assert.equal(stored.state, "acknowledged");
+    assert.match(stored.acknowledged_by, /operator/);
+    // The fleet page shows the meter's tamper state.
+    await viewer.goto(`${lab.dashboardUrl}#/`);
+    await viewer.locator("#f-tamper").selectOption("MAG_TAMPER");
+    await viewer.locator("a[data-meter]", { hasText: lab.meterId }).waitFor();
+    assertNoProblems();
+  });
+
+  test("evidence health and campaigns render; every page works at 390×844 with visible keyboard focus", async () => {
+    const desktop = await open("admin", "desktop");
+    await desktop.goto(`${lab.dashboardUrl}#/evidence`);
+    await desktop.locator("#gap-chart canvas").waitFor();
+    await desktop.locator('[data-class="SEQ_GAP"] .value', { hasText: /^[1-9]/ }).waitFor();
+    await shot(desktop, "evidence-1280x800");
+    await desktop.goto(`${lab.dashboardUrl}#/campaigns`);
+    await desktop.getByRole("heading", { name: "Firmware images" }).waitFor();
+    await desktop.locator("#fw-file").waitFor(); // admin: the upload form exists
+    await shot(desktop, "campaigns-1280x800");
+
+    const phone = await open("operator", "phone");
+    const pages = [
+      ["fleet", "#/", "a[data-meter]"],
+      ["meter", `#/meters/${encodeURIComponent(lab.meterId)}`, "#load-chart canvas"],
+      ["alerts", "#/alerts", 'li[data-type="MAG_TAMPER"]'],
+      ["evidence", "#/evidence", "#gap-chart canvas"],
+      ["campaigns", "#/campaigns", "#s-firmware-images"],
+    ] as const;
+    for (const [name, hash, ready] of pages) {
+      await phone.goto(`${lab.dashboardUrl}${hash}`);
+      await phone.locator(ready).first().waitFor();
+      const overflow = (await phone.evaluate(
+        "document.documentElement.scrollWidth - window.innerWidth",
+      )) as number;
+      assert.ok(overflow <= 0, `${name} scrolls sideways by ${overflow} px at 390×844`);
+      await shot(phone, `${name}-390x844`);
+    }
+
+    // Keyboard: tabbing from the top reaches the navigation, and every focused element shows an outline.
+    await desktop.goto(`${lab.dashboardUrl}#/`);
+    await desktop.reload(); // focus starts at the top of a freshly loaded document
+    await desktop.locator("a[data-meter]").first().waitFor();
+    const seen: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      await desktop.keyboard.press("Tab");
+      // A string: this runs in the page (the test's own TypeScript has no DOM types).
+      const focus = (await desktop.evaluate(`(() => {
+        const el = document.activeElement;
+        if (el === null || el === document.body) return null;
+        const style = getComputedStyle(el);
+        return {
+          what: el.tagName.toLowerCase() + " " + (el.textContent ?? "").trim().slice(0, 24),
+          outline: style.outlineStyle,
+          width: Number.parseFloat(style.outlineWidth),
+        };
+      })()`)) as { what: string; outline: string; width: number } | null;
+      assert.ok(focus !== null, `tab ${i + 1} focused nothing`);
+      assert.ok(focus.outline !== "none" && focus.width >= 2, `no visible focus on ${focus.what}`);
+      seen.push(focus.what);
+    }
+    assert.ok(
+      seen.some((s) => s.startsWith("a Alerts")),
+      `the navigation is reachable by keyboard: ${seen.join(" | ")}`,
+    );
+    assertNoProblems();
+  });
+});
