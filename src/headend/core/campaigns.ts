@@ -168,6 +168,8 @@ export interface Campaign {
   skippedCurrent: number;
   /** Failures already counted when an operator resumed or retried: the error count restarts there. */
   failuresBaseline: number;
+  /** The same for the current wave's share. */
+  waveFailuresBaseline: number;
   lateReportsIgnored: number;
   reportsIgnored: number;
   history: { atMs: number; by: string; what: string }[];
@@ -359,6 +361,7 @@ export class CampaignManager {
       byMeter: new Map(meters.map((m) => [m.meterId, m])),
       skippedCurrent,
       failuresBaseline: 0,
+      waveFailuresBaseline: 0,
       lateReportsIgnored: 0,
       reportsIgnored: 0,
       history: [],
@@ -423,7 +426,7 @@ export class CampaignManager {
     if (c.kind === "update") this.checkImageUsable(this.requireImage(c), this.options.nowMs());
     c.state = "running";
     c.pauseReason = null;
-    c.failuresBaseline = countFailures(c);
+    this.setBaselines(c);
     this.note(c, actor.name, "resumed");
     this.dispatchPending(c);
     this.evaluate(c);
@@ -461,7 +464,7 @@ export class CampaignManager {
     }
     c.state = "running";
     c.pauseReason = null;
-    c.failuresBaseline = countFailures(c);
+    this.setBaselines(c);
     this.note(c, actor.name, `retry of ${retried} failed meters`);
     this.dispatchPending(c);
     this.evaluate(c);
@@ -578,10 +581,10 @@ export class CampaignManager {
       );
       return;
     }
-    if (c.errorShare !== null && waveFailures / waveSize > c.errorShare) {
+    if (c.errorShare !== null && (waveFailures - c.waveFailuresBaseline) / waveSize > c.errorShare) {
       this.pauseInternal(
         c,
-        `ERROR_THRESHOLD: ${waveFailures}/${waveSize} of wave ${c.currentWave + 1} failed > share ${c.errorShare}`,
+        `ERROR_THRESHOLD: ${waveFailures - c.waveFailuresBaseline}/${waveSize} of wave ${c.currentWave + 1} failed > share ${c.errorShare}`,
         "head-end",
       );
       return;
@@ -617,8 +620,22 @@ export class CampaignManager {
     this.note(c, by, `paused: ${reason}`);
   }
 
+  /** An operator resumed or retried: the error condition counts failures from here. */
+  private setBaselines(c: Campaign): void {
+    c.failuresBaseline = countFailures(c);
+    const start = c.currentWave <= 0 ? 0 : c.waveEnds[c.currentWave - 1]!;
+    const end = c.waveEnds[c.currentWave] ?? 0;
+    let wave = 0;
+    for (let i = start; i < end; i++) {
+      const state = c.meters[i]!.state;
+      if (state === "failed" || state === "rolled_back") wave++;
+    }
+    c.waveFailuresBaseline = wave;
+  }
+
   private launchWave(c: Campaign, wave: number): void {
     c.currentWave = wave;
+    c.waveFailuresBaseline = 0;
     this.note(c, "head-end", `wave ${wave + 1} of ${c.waveEnds.length} launched`);
     this.dispatchPending(c);
     this.evaluate(c);
