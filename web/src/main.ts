@@ -85,8 +85,8 @@ function signOutNow(): void {
   setToken(null);
   session = null;
   stopLive();
-  location.hash = "#/signin";
-  route();
+  if (location.hash === "#/signin") route();
+  else location.hash = "#/signin";
 }
 
 function renderSignIn(main: HTMLElement, problem: string | null): void {
@@ -128,8 +128,9 @@ function renderSignIn(main: HTMLElement, problem: string | null): void {
         startLive();
         const target = sessionStorage.getItem("amiproof.after-signin") ?? "#/";
         sessionStorage.removeItem("amiproof.after-signin");
-        location.hash = target;
-        route();
+        // A changed hash routes through hashchange; the same one is routed here.
+        if (location.hash === target) route();
+        else location.hash = target;
       } catch (error) {
         setToken(null);
         clear(status);
@@ -142,7 +143,7 @@ function renderSignIn(main: HTMLElement, problem: string | null): void {
   input.focus();
 }
 
-function route(): void {
+function route(moveFocus = false): void {
   cleanup?.();
   cleanup = null;
   headerCleanup?.();
@@ -175,6 +176,8 @@ function route(): void {
   }
   const heading = main.querySelector("h1");
   document.title = `${heading?.textContent ?? "Dashboard"} — amiproof`;
+  // After an in-app navigation the clicked link is gone: keyboard and screen-reader users start at the page.
+  if (moveFocus) main.focus();
 }
 
 async function boot(): Promise<void> {
@@ -197,7 +200,7 @@ async function boot(): Promise<void> {
       session = null;
     }
   }
-  window.addEventListener("hashchange", route);
+  window.addEventListener("hashchange", () => route(true));
   route();
 }
 

@@ -6,6 +6,7 @@ import { onAlert, onStats } from "../live.ts";
 import { type PageContext, pageLife } from "./page.ts";
 
 export const FLEET_PAGE_ROWS = 50;
+export const FLEET_REFRESH_MS = 1_000;
 
 interface Filters {
   search: string;
@@ -257,11 +258,20 @@ export function renderFleet(ctx: PageContext): () => void {
   }
 
   // A tamper alert changes a meter's tamper state: refresh the page being looked at.
+  // At most one refresh per FLEET_REFRESH_MS however many alerts arrive (a mass-tamper event).
+  let refresh: number | null = null;
   life.add(
     onAlert((e) => {
-      if (e.kind === "alert" && e.alert.meter_id !== null) void load();
+      if (e.kind !== "alert" || e.alert.meter_id === null || refresh !== null) return;
+      refresh = window.setTimeout(() => {
+        refresh = null;
+        void load();
+      }, FLEET_REFRESH_MS);
     }),
   );
+  life.add(() => {
+    if (refresh !== null) window.clearTimeout(refresh);
+  });
   void load();
   void loadConcentrators();
   return life.leave;

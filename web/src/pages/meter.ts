@@ -373,7 +373,7 @@ export function renderMeter(ctx: PageContext, meterId: string): () => void {
         h(
           "p",
           { class: "hint" },
-          `${fmtNumber(logItems.length)} records, oldest first. Each one re-checked by the head-end: CRC, signature with the meter's event_seal key, and its link to the previous record's digest. `,
+          `${fmtNumber(logItems.length)} ${logItems.length === 1 ? "record" : "records"}, oldest first. Each one re-checked by the head-end: CRC, signature with the meter's event_seal key, and its link to the previous record's digest. `,
           bad === 0 ? badge("all verified", "ok") : badge(`${bad} not verified`, "bad"),
         ),
         logItems.length === 0
