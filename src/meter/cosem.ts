@@ -8,9 +8,11 @@ import {
   encodeData,
   formatObis,
   type Obis,
+  parseObis,
 } from "../dlms/index.ts";
-import { EVENT_TYPE_CODES } from "../evidence/index.ts";
+import { EVENT_TYPE_CODES, type EventRecord } from "../evidence/index.ts";
 import { FirmwareError, type FirmwareManager, versionString } from "./firmware/index.ts";
+import type { LoadProfileEntry } from "./load-profile.ts";
 import type { Meter } from "./meter.ts";
 
 const IMAGE_BLOCK_BYTES_DEFAULT = 512;
@@ -36,6 +38,33 @@ const TAMPER_EVENTS = new Set<string>([
 ]);
 /** The OBIS the head-end reads to confirm a firmware (configurable; the standard's identifier by default). */
 export const FIRMWARE_ID_OBIS = "1.0.0.2.0.255";
+
+export const LOAD_PROFILE_OBIS = "1.0.99.1.0.255";
+export const STANDARD_EVENT_LOG_OBIS = "0.0.99.98.0.255";
+export const FRAUD_EVENT_LOG_OBIS = "0.0.99.98.1.255";
+export const CLOCK_OBIS = "0.0.1.0.0.255";
+// The columns a concentrator needs to prove readings and events end to end have no OBIS of their own in
+// IEC 62056-6-2, so they use manufacturer-specific codes (value group D = 128..254, Blue Book 7.3.3),
+// each a Data object (class 1) whose attribute 2 is also readable on its own (the newest value).
+/** The meter's own load-profile entry seq (double-long-unsigned): the concentrator's seq axis. */
+export const LOAD_PROFILE_SEQ_OBIS = "0.0.96.128.0.255";
+/** The sealed event record's seq (double-long-unsigned). */
+export const EVENT_SEQ_OBIS = "0.0.96.128.1.255";
+/** The sealed event record itself (octet-string: encodeEventRecord bytes with the event_seal signature). */
+export const EVENT_RECORD_OBIS = "0.0.96.128.2.255";
+
+/** One capture object of a profile generic (class 7 attribute 3) and how a buffer row fills it. */
+interface ProfileColumn<T> {
+  readonly classId: number;
+  readonly obis: string;
+  readonly attributeId: number;
+  readonly value: (row: T) => Data;
+}
+
+const CLOCK_COLUMN = { classId: 8, obis: CLOCK_OBIS, attributeId: 2 } as const;
+
+// IEC 62056-6-2 profile generic: sort_method 1 = fifo (oldest entry first).
+const SORT_FIFO = 1;
 
 export interface MeterCosemOptions {
   readonly meter: Meter;
@@ -100,7 +129,7 @@ export function meterObjectModel(options: MeterCosemOptions): CosemObjectModel {
         const identifier = new TextDecoder().decode(parameters.value[0].value).trim();
         const component = identifier.split(/[\s:/]/)[0] ?? "";
         imageSize = parameters.value[1].value;
-        firmware.initiateTransfer(component as "app", imageSize, blockBytes);
+        firmware.initiateTransfer(component as "app", imageSize, blockBytes, identifier);
         imageComponent = component as "app" | "comms";
         imageStatus = 1;
         return { result: 0 };
@@ -181,47 +210,27 @@ export function meterObjectModel(options: MeterCosemOptions): CosemObjectModel {
     },
   };
 
-  const profileBuffer = (selection: { selector: number; parameters: Data } | null): Data | number => {
-    let entries = meter.loadProfile();
-    if (selection !== null) {
-      const p = selection.parameters;
-      if (selection.selector === 1 && p.type === "structure" && p.value.length >= 3) {
-        const from = msFromDateTime(p.value[1]);
-        const to = msFromDateTime(p.value[2]);
-        if (from === null || to === null) return ACCESS.typeUnmatched;
-        entries = entries.filter((e) => e.timestampMs >= from && e.timestampMs <= to);
-      } else if (selection.selector === 2 && p.type === "structure" && p.value.length >= 2) {
-        const first = p.value[0]!.type === "double-long-unsigned" ? p.value[0]!.value : 1;
-        const last =
-          p.value[1]!.type === "double-long-unsigned" && p.value[1]!.value !== 0
-            ? p.value[1]!.value
-            : entries.length;
-        entries = entries.slice(Math.max(0, first - 1), last);
-      } else return ACCESS.otherReason;
-    }
-    return {
-      type: "array",
-      value: entries.map((e) => ({
-        type: "structure",
-        value: [dateTimeOctets(e.timestampMs), u32(e.importWh), u32(e.exportWh)],
-      })),
-    };
-  };
-
-  const eventBuffer = (fraudOnly: boolean): Data => ({
-    type: "array",
-    value: meter
-      .eventLog()
-      .filter((r) => !fraudOnly || TAMPER_EVENTS.has(r.type))
-      .map((r) => ({
-        type: "structure",
-        value: [
-          dateTimeOctets(r.timestampMs),
-          { type: "long-unsigned", value: EVENT_TYPE_CODES[r.type] },
-          u32(r.seq),
-        ],
-      })),
-  });
+  const profileColumns: readonly ProfileColumn<LoadProfileEntry>[] = [
+    { ...CLOCK_COLUMN, value: (e) => dateTimeOctets(e.timestampMs) },
+    { classId: 1, obis: LOAD_PROFILE_SEQ_OBIS, attributeId: 2, value: (e) => u32(e.seq) },
+    { classId: 3, obis: "1.0.1.8.0.255", attributeId: 2, value: (e) => u32(e.importWh) },
+    { classId: 3, obis: "1.0.2.8.0.255", attributeId: 2, value: (e) => u32(e.exportWh) },
+  ];
+  const eventColumns: readonly ProfileColumn<EventRecord>[] = [
+    { ...CLOCK_COLUMN, value: (r) => dateTimeOctets(r.timestampMs) },
+    { classId: 1, obis: "0.0.96.11.0.255", attributeId: 2, value: (r) => eventCode(r) },
+    { classId: 1, obis: EVENT_SEQ_OBIS, attributeId: 2, value: (r) => u32(r.seq) },
+    // The record exactly as the meter sealed it (encodeEventRecord bytes with its event_seal
+    // signature): a concentrator forwards it untouched and the head-end verifies it end to end.
+    {
+      classId: 1,
+      obis: EVENT_RECORD_OBIS,
+      attributeId: 2,
+      value: (r) => ({ type: "octet-string", value: r.bytes }),
+    },
+  ];
+  const events = (fraudOnly: boolean) =>
+    meter.eventLog().filter((r) => !fraudOnly || TAMPER_EVENTS.has(r.type));
 
   return {
     get(level: AccessLevel, classId: number, obis: Obis, attributeId: number, selection) {
@@ -282,16 +291,22 @@ export function meterObjectModel(options: MeterCosemOptions): CosemObjectModel {
               : { type: "long", value: Math.max(-32768, Math.min(32767, v)) };
         }
       }
-      if (classId === 7 && name === "1.0.99.1.0.255") {
-        if (attributeId === 2) return profileBuffer(selection);
-        if (attributeId === 7) return u32(meter.loadProfile().length);
+      if (classId === 7 && name === LOAD_PROFILE_OBIS) {
+        return profileGenericAttribute(attributeId, profileColumns, meter.loadProfile(), selection);
       }
-      if (classId === 7 && (name === "0.0.99.98.0.255" || name === "0.0.99.98.1.255")) {
-        if (attributeId === 2) return eventBuffer(name.endsWith(".1.255"));
-        if (attributeId === 7) {
-          const fraudOnly = name.endsWith(".1.255");
-          return u32(meter.eventLog().filter((r) => !fraudOnly || TAMPER_EVENTS.has(r.type)).length);
-        }
+      if (classId === 7 && (name === STANDARD_EVENT_LOG_OBIS || name === FRAUD_EVENT_LOG_OBIS)) {
+        return profileGenericAttribute(
+          attributeId,
+          eventColumns,
+          events(name === FRAUD_EVENT_LOG_OBIS),
+          selection,
+        );
+      }
+      if (classId === 1 && attributeId === 2) {
+        if (name === LOAD_PROFILE_SEQ_OBIS) return u32(meter.loadProfile().at(-1)?.seq ?? 0);
+        if (name === EVENT_SEQ_OBIS) return u32(meter.eventLog().at(-1)?.seq ?? 0);
+        if (name === EVENT_RECORD_OBIS)
+          return { type: "octet-string", value: meter.eventLog().at(-1)?.bytes ?? new Uint8Array(0) };
       }
       if (classId === 70 && name === "0.0.96.3.10.255") {
         if (attributeId === 2) return { type: "boolean", value: connected };
@@ -318,5 +333,104 @@ export function meterObjectModel(options: MeterCosemOptions): CosemObjectModel {
       }
       return { result: ACCESS.objectUndefined };
     },
+  };
+}
+
+const eventCode = (record: EventRecord): Data => ({
+  type: "long-unsigned",
+  value: EVENT_TYPE_CODES[record.type],
+});
+
+const captureObjectDefinition = (column: { classId: number; obis: string; attributeId: number }): Data => ({
+  type: "structure",
+  value: [
+    { type: "long-unsigned", value: column.classId },
+    { type: "octet-string", value: Uint8Array.from(parseObis(column.obis)) },
+    { type: "integer", value: column.attributeId },
+    { type: "long-unsigned", value: 0 },
+  ],
+});
+
+/** The column a capture_object_definition names (null-data names none), or undefined when unknown. */
+function columnIndex<T>(
+  columns: readonly ProfileColumn<T>[],
+  definition: Data | undefined,
+): number | undefined {
+  if (definition?.type !== "structure") return undefined;
+  const [classId, obis, attributeId] = definition.value;
+  if (classId?.type !== "long-unsigned" || obis?.type !== "octet-string" || obis.value.length !== 6)
+    return undefined;
+  if (attributeId?.type !== "integer") return undefined;
+  const name = formatObis(Array.from(obis.value) as unknown as Obis);
+  const index = columns.findIndex(
+    (c) => c.classId === classId.value && c.obis === name && c.attributeId === attributeId.value,
+  );
+  return index < 0 ? undefined : index;
+}
+
+/**
+ * Attributes of a profile generic (class 7) over `rows` (oldest first). Selective access (IEC 62056-6-2
+ * 4.3.6): selector 1 by range on a restricting column — the clock (date-time octet-strings; null-data
+ * also means the clock) or a seq column (double-long-unsigned from/to, inclusive) — with optional
+ * selected_values; selector 2 by entry (1-based, to_entry 0 = the last) and column range.
+ */
+function profileGenericAttribute<T>(
+  attributeId: number,
+  columns: readonly ProfileColumn<T>[],
+  rows: readonly T[],
+  selection: { selector: number; parameters: Data } | null,
+): Data | number {
+  if (attributeId === 3) return { type: "array", value: columns.map(captureObjectDefinition) };
+  if (attributeId === 5) return { type: "enum", value: SORT_FIFO };
+  if (attributeId === 7) return u32(rows.length);
+  if (attributeId !== 2) return ACCESS.objectUndefined;
+  let selected: readonly T[] = rows;
+  let picked: number[] = columns.map((_, i) => i);
+  if (selection !== null) {
+    const p = selection.parameters;
+    if (selection.selector === 1 && p.type === "structure" && p.value.length >= 3) {
+      const restricting = p.value[0]!;
+      const index = restricting.type === "null-data" ? 0 : columnIndex(columns, restricting);
+      const column = index === undefined ? undefined : columns[index];
+      if (column === undefined) return ACCESS.otherReason;
+      const from = p.value[1]!;
+      const to = p.value[2]!;
+      if (column.obis === CLOCK_OBIS) {
+        const fromMs = msFromDateTime(from);
+        const toMs = msFromDateTime(to);
+        if (fromMs === null || toMs === null) return ACCESS.typeUnmatched;
+        selected = rows.filter((row) => {
+          const ms = msFromDateTime(column.value(row));
+          return ms !== null && ms >= fromMs && ms <= toMs;
+        });
+      } else {
+        if (from.type !== "double-long-unsigned" || to.type !== "double-long-unsigned")
+          return ACCESS.typeUnmatched;
+        selected = rows.filter((row) => {
+          const v = column.value(row);
+          return v.type === "double-long-unsigned" && v.value >= from.value && v.value <= to.value;
+        });
+      }
+      const wanted = p.value[3];
+      if (wanted?.type === "array" && wanted.value.length > 0) {
+        const indices = wanted.value.map((d) => columnIndex(columns, d));
+        if (indices.some((i) => i === undefined)) return ACCESS.otherReason;
+        picked = indices as number[];
+      }
+    } else if (selection.selector === 2 && p.type === "structure" && p.value.length >= 2) {
+      const [fromEntry, toEntry, fromValue, toValue] = p.value;
+      if (fromEntry?.type !== "double-long-unsigned" || toEntry?.type !== "double-long-unsigned")
+        return ACCESS.typeUnmatched;
+      const last = toEntry.value === 0 ? rows.length : toEntry.value;
+      selected = rows.slice(Math.max(0, fromEntry.value - 1), last);
+      if (fromValue?.type === "long-unsigned" && toValue?.type === "long-unsigned") {
+        const lastColumn = toValue.value === 0 ? columns.length : Math.min(columns.length, toValue.value);
+        picked = picked.slice(Math.max(0, fromValue.value - 1), lastColumn);
+      }
+    } else return ACCESS.otherReason;
+  }
+  return {
+    type: "array",
+    value: selected.map((row) => ({ type: "structure", value: picked.map((i) => columns[i]!.value(row)) })),
   };
 }

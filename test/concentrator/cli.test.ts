@@ -11,21 +11,20 @@ function dcu(...args: string[]) {
   return spawnSync(process.execPath, [BIN, "dcu", ...args], { encoding: "utf8", timeout: 60_000 });
 }
 
-test("amiproof dcu --meter dlms://… says the DLMS client is pending and exits 2", () => {
+test("amiproof dcu --meter refuses what is not dlms://HOST:PORT and bad meter credentials, exit 2", () => {
   const dir = mkdtempSync(join(tmpdir(), "amiproof-dcu-cli-"));
   try {
-    const run = dcu(
-      "--id",
-      "D1",
-      "--hes",
-      "mqtt://127.0.0.1:1",
-      "--data",
-      dir,
-      "--meter",
-      "dlms://10.0.0.7:4059",
-    );
-    assert.equal(run.status, 2);
-    assert.match(run.stderr, /DLMS\/COSEM client .* is pending/);
+    const base = ["--id", "D1", "--hes", "mqtt://127.0.0.1:1", "--data", dir];
+    const url = dcu(...base, "--meter", "tcp://10.0.0.7:4059");
+    assert.equal(url.status, 2);
+    assert.match(url.stderr, /--meter must look like dlms:\/\/HOST:PORT/);
+    const auth = dcu(...base, "--meter", "dlms://10.0.0.7:4059", "--meter-auth", "hls5");
+    assert.equal(auth.status, 2);
+    assert.match(auth.stderr, /--meter-auth must be hls, lls or none/);
+    const key = dcu(...base, "--meter", "dlms://10.0.0.7:4059", "--meter-ek", "00");
+    assert.equal(key.status, 2);
+    assert.match(key.stderr, /--meter-ek must be 32 hex digits/);
+    assert.deepEqual(readdirSync(dir), [], "nothing written on a usage error");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -173,6 +173,8 @@ export class TestHeadEnd {
   readonly readings = new Map<string, StoredReading>();
   readonly problems: string[] = [];
   readonly alerts: { meterId: string; seq: number; type: string }[] = [];
+  /** Every alert's sealed record as it arrived (first delivery of each meter/seq), for signature checks. */
+  readonly alertRecords: Uint8Array[] = [];
   deliveries = 0;
   duplicateDeliveries = 0;
   /** Probability that an ack is lost on the way back. */
@@ -193,6 +195,7 @@ export class TestHeadEnd {
       const record = decodeEventRecord(alert.record);
       if (!this.alerts.some((a) => a.meterId === record.meterId && a.seq === record.seq)) {
         this.alerts.push({ meterId: record.meterId, seq: record.seq, type: record.type });
+        this.alertRecords.push(alert.record);
       }
     }
   }

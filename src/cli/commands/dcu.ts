@@ -9,6 +9,11 @@ interface DcuOptions {
   id?: string;
   hes?: string;
   meter: string[];
+  meterAuth: string;
+  meterPassword?: string;
+  meterEk?: string;
+  meterAk?: string;
+  meterTimeoutMs?: string;
   data?: string;
   simMeters?: string;
   pollIntervalMs: string;
@@ -48,8 +53,17 @@ export function registerDcu(program: Command): void {
       (value: string, all: string[]) => [...all, value],
       [],
     )
+    .option(
+      "--meter-auth <hls|lls|none>",
+      "association with the DLMS meters: HLS-GMAC, LLS password, or the public client",
+      "hls",
+    )
+    .option("--meter-password <P>", "LLS password of the meters (default as amiproof meter: 12345678)")
+    .option("--meter-ek <HEX>", "HLS global encryption key (default as amiproof meter: Green Book test key)")
+    .option("--meter-ak <HEX>", "HLS authentication key (default as amiproof meter: Green Book test key)")
+    .option("--meter-timeout-ms <MS>", "deadline of one DLMS request", "5000")
     .option("--data <DIR>", "data directory: journal, outbox, state, secure element (DIR/se)")
-    .option("--sim-meters <N>", "poll N in-process simulated meters (until the DLMS client lands)")
+    .option("--sim-meters <N>", "also poll N in-process simulated meters (tests, demos)")
     .option("--poll-interval-ms <MS>", "poll period per meter", "15000")
     .option("--reading-interval-ms <MS>", "simulated meters: one reading per this period", "15000")
     .option("--batch-records <N>", "records per batch (at most 4096)")
@@ -81,21 +95,28 @@ export function registerDcu(program: Command): void {
       if (options.id === undefined || options.hes === undefined || options.data === undefined) {
         usage("--id, --hes and --data are required (see --help)");
       }
-      if (options.meter.length > 0) {
-        const bad = options.meter.find((m) => !/^dlms:\/\/[^/:]+:\d{1,5}$/.test(m));
-        if (bad !== undefined) usage(`--meter must look like dlms://HOST:PORT, got ${JSON.stringify(bad)}`);
-        process.stderr.write(
-          "amiproof dcu: the DLMS/COSEM client that polls --meter dlms://… is pending (issue 6 follow-up); " +
-            "use --sim-meters N meanwhile\n",
-        );
-        process.exit(2);
+      const bad = options.meter.find(
+        (m) => !/^dlms:\/\/(\[[0-9a-fA-F:.]+\]|[^/:[\]\s]+):\d{1,5}\/?$/.test(m),
+      );
+      if (bad !== undefined) usage(`--meter must look like dlms://HOST:PORT, got ${JSON.stringify(bad)}`);
+      const meterAuth = options.meterAuth;
+      if (meterAuth !== "hls" && meterAuth !== "lls" && meterAuth !== "none")
+        usage(`--meter-auth must be hls, lls or none, got ${JSON.stringify(meterAuth)}`);
+      for (const [flag, hex] of [
+        ["--meter-ek", options.meterEk],
+        ["--meter-ak", options.meterAk],
+      ] as const) {
+        if (hex !== undefined && !/^[0-9a-fA-F]{32}$/.test(hex))
+          usage(`${flag} must be 32 hex digits (AES-128)`);
       }
       if (options.timeSource !== "hes" && options.timeSource !== "host") {
         usage(`--time-source must be hes or host, got ${JSON.stringify(options.timeSource)}`);
       }
       const timeSource: "hes" | "host" = options.timeSource;
       const simMeters = positiveInt(options.simMeters, "--sim-meters");
-      if (simMeters === undefined) usage("give --meter dlms://HOST:PORT … or --sim-meters N");
+      if (simMeters === undefined && options.meter.length === 0)
+        usage("give --meter dlms://HOST:PORT … (repeatable) or --sim-meters N");
+      const meterReadTimeoutMs = positiveInt(options.meterTimeoutMs, "--meter-timeout-ms") as number;
       const log = options.quiet
         ? undefined
         : (event: string, fields: Record<string, unknown> = {}) =>
@@ -109,7 +130,13 @@ export function registerDcu(program: Command): void {
           dcuId: options.id,
           hesUrl: options.hes,
           dataDir: options.data,
-          simMeters,
+          ...(simMeters === undefined ? {} : { simMeters }),
+          meterUrls: options.meter,
+          meterAuth,
+          meterReadTimeoutMs,
+          ...(options.meterPassword === undefined ? {} : { meterPassword: options.meterPassword }),
+          ...(options.meterEk === undefined ? {} : { meterEncryptionKeyHex: options.meterEk }),
+          ...(options.meterAk === undefined ? {} : { meterAuthenticationKeyHex: options.meterAk }),
           pollIntervalMs: positiveInt(options.pollIntervalMs, "--poll-interval-ms") as number,
           readingIntervalMs: positiveInt(options.readingIntervalMs, "--reading-interval-ms") as number,
           timeSource,

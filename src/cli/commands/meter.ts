@@ -10,8 +10,19 @@ export function registerMeter(program: Command): void {
     .option("--listen <port>", "serve DLMS/COSEM over TCP (wrapper), meter i on port PORT+i")
     .option("--password <p>", "LLS password of the management client (wPort 1)", "12345678")
     .option("--data <dir>", "keep NVM images and secure elements here (default: in memory)")
+    .option(
+      "--profile-period-ms <ms>",
+      "load-profile capture period (default 15 min; demos and tests shorten it)",
+    )
     .action(
-      async (options: { id: string; count: string; listen?: string; data?: string; password: string }) => {
+      async (options: {
+        id: string;
+        count: string;
+        listen?: string;
+        data?: string;
+        password: string;
+        profilePeriodMs?: string;
+      }) => {
         const count = Number(options.count);
         if (!Number.isSafeInteger(count) || count < 1 || count > 100_000) {
           process.stderr.write("amiproof meter: --count must be an integer in 1..100000\n");
@@ -22,7 +33,17 @@ export function registerMeter(program: Command): void {
           process.stderr.write("amiproof meter: --listen must be a TCP port (0 = any free ports)\n");
           process.exit(2);
         }
+        const profilePeriodMs =
+          options.profilePeriodMs === undefined ? undefined : Number(options.profilePeriodMs);
+        if (
+          profilePeriodMs !== undefined &&
+          !(Number.isSafeInteger(profilePeriodMs) && profilePeriodMs >= 1000)
+        ) {
+          process.stderr.write("amiproof meter: --profile-period-ms must be an integer ≥ 1000\n");
+          process.exit(2);
+        }
         const fleet = await startFleet({
+          ...(profilePeriodMs === undefined ? {} : { profilePeriodMs }),
           baseId: options.id,
           count,
           password: options.password,

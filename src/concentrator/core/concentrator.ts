@@ -141,6 +141,13 @@ export class Concentrator {
   readonly uplink: UplinkMachine;
   private readonly meters = new Map<string, MeterState>();
   private readonly meterOrder: MeterState[] = [];
+  /**
+   * Cursors of meters in the state or the journal but not configured (yet): kept and saved as they are,
+   * so a meter that joins later (addMeter: its address answered only after the start) or is configured
+   * again resumes exactly where it was — neither re-read nor skipped.
+   */
+  private readonly retainedReadingCursors = new Map<string, number>();
+  private readonly retainedEventCursors = new Map<string, number>();
   private readonly commitQueue: QueuedReading[] = [];
   private readonly pending = new Set<Promise<void>>();
   private readonly batchRecordsMax: number;
@@ -214,28 +221,56 @@ export class Concentrator {
     this.batchPublicKey = deps.secureElement.publicKey("batch_sign");
     this.counters.resetReason = deps.resetReason ?? "POWER_ON";
     config.meters.forEach((meter, index) => {
-      const length = new TextEncoder().encode(meter.meterId).length;
-      if (length === 0 || length > METER_ID_BYTES_MAX || this.meters.has(meter.meterId)) {
-        throw new ConcentratorError(
-          "BAD_CONFIG",
-          `meter id ${JSON.stringify(meter.meterId)} is empty, too long or repeated`,
-        );
-      }
-      const state: MeterState = {
-        config: meter,
-        cursor: 0,
-        queuedThrough: 0,
-        eventCursor: 0,
-        // Spread the first polls over one interval so a fleet is not read in one burst.
-        nextPollMs: now + Math.floor((index * config.pollIntervalMs) / Math.max(1, config.meters.length)),
-        polling: false,
-        catchUp: false,
-        lastTimestampMs: null,
-        rejectedSeqs: new Set(),
-      };
-      this.meters.set(meter.meterId, state);
-      this.meterOrder.push(state);
+      // Spread the first polls over one interval so a fleet is not read in one burst.
+      this.insertMeter(
+        meter,
+        now + Math.floor((index * config.pollIntervalMs) / Math.max(1, config.meters.length)),
+      );
     });
+  }
+
+  private insertMeter(meter: MeterConfig, nextPollMs: number): MeterState {
+    const length = new TextEncoder().encode(meter.meterId).length;
+    if (length === 0 || length > METER_ID_BYTES_MAX || this.meters.has(meter.meterId)) {
+      throw new ConcentratorError(
+        "BAD_CONFIG",
+        `meter id ${JSON.stringify(meter.meterId)} is empty, too long or repeated`,
+      );
+    }
+    if (this.meterOrder.length >= METERS_MAX)
+      throw new ConcentratorError("BAD_CONFIG", `more than ${METERS_MAX} meters`);
+    const state: MeterState = {
+      config: meter,
+      cursor: 0,
+      queuedThrough: 0,
+      eventCursor: 0,
+      nextPollMs,
+      polling: false,
+      catchUp: false,
+      lastTimestampMs: null,
+      rejectedSeqs: new Set(),
+    };
+    this.meters.set(meter.meterId, state);
+    this.meterOrder.push(state);
+    return state;
+  }
+
+  /**
+   * A meter joins after the start (the shell learnt its id only when its address first answered). It
+   * resumes from the cursors recovery kept for it, and is polled at the next tick.
+   */
+  addMeter(meter: MeterConfig): void {
+    const state = this.insertMeter(meter, this.deps.clock.nowMs());
+    const reading = this.retainedReadingCursors.get(meter.meterId);
+    if (reading !== undefined) state.cursor = state.queuedThrough = reading;
+    state.eventCursor = this.retainedEventCursors.get(meter.meterId) ?? 0;
+    this.retainedReadingCursors.delete(meter.meterId);
+    this.retainedEventCursors.delete(meter.meterId);
+  }
+
+  /** Configured meter ids, in poll order. */
+  meterIds(): string[] {
+    return this.meterOrder.map((m) => m.config.meterId);
   }
 
   /** Opens the concentrator over its journal and store: recovery first (a new recovery epoch). */
@@ -285,10 +320,12 @@ export class Concentrator {
       for (const [meterId, seq] of Object.entries(state.readingCursors)) {
         const meter = this.meters.get(meterId);
         if (meter !== undefined) meter.cursor = meter.queuedThrough = seq;
+        else this.retainedReadingCursors.set(meterId, seq);
       }
       for (const [meterId, seq] of Object.entries(state.eventCursors)) {
         const meter = this.meters.get(meterId);
         if (meter !== undefined) meter.eventCursor = seq;
+        else this.retainedEventCursors.set(meterId, seq);
       }
     }
     if (this.counters.resetReason === "UNCLEAN_RESTART") {
@@ -353,6 +390,8 @@ export class Concentrator {
           const meter = this.meters.get(record.meterId);
           if (meter !== undefined && record.seq > meter.cursor)
             meter.cursor = meter.queuedThrough = record.seq;
+          if (meter === undefined && record.seq > (this.retainedReadingCursors.get(record.meterId) ?? 0))
+            this.retainedReadingCursors.set(record.meterId, record.seq);
           this.counters.recoveryReplayedRecords++;
         }
         from = entry.commitId + 1;
@@ -949,8 +988,8 @@ export class Concentrator {
   }
 
   private async writeState(): Promise<void> {
-    const readingCursors: Record<string, number> = {};
-    const eventCursors: Record<string, number> = {};
+    const readingCursors: Record<string, number> = Object.fromEntries(this.retainedReadingCursors);
+    const eventCursors: Record<string, number> = Object.fromEntries(this.retainedEventCursors);
     for (const meter of this.meterOrder) {
       if (meter.cursor > 0) readingCursors[meter.config.meterId] = meter.cursor;
       if (meter.eventCursor > 0) eventCursors[meter.config.meterId] = meter.eventCursor;

@@ -1,6 +1,6 @@
 // shell: the concentrator daemon — real clock, timers, files, MQTT and signals around the core.
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   bundleKey,
@@ -11,9 +11,18 @@ import {
   writeFileAtomic,
 } from "../../evidence/index.ts";
 import { Concentrator } from "../core/concentrator.ts";
-import type { Clock, CommitJournal, MeterReader } from "../core/ports.ts";
+import { RoutingMeterReader } from "../core/cosem-reader.ts";
+import type { Clock, CommitJournal, MeterConfig } from "../core/ports.ts";
 import { checkDcuId } from "../core/wire.ts";
+import { ConcentratorError } from "../errors.ts";
 import { SimMeterFleet, simMeterIds } from "../sim.ts";
+import {
+  type DlmsMeterAuth,
+  DlmsMeterReader,
+  dcuSystemTitle,
+  type InvocationCounterStore,
+  parseDlmsUrl,
+} from "./dlms-reader.ts";
 import { FileDcuStore } from "./file-store.ts";
 import { openFileJournal } from "./journal.ts";
 import { MqttLink } from "./mqtt-link.ts";
@@ -30,14 +39,39 @@ const CLEAN_SHUTDOWN_MARKER = "clean-shutdown";
 /** The evidence packs are also kept on disk (for `amiproof diagnose` and field engineers) this often. */
 export const EVIDENCE_FILE_MS = 60_000;
 export const EVIDENCE_FILE = "evidence-packs.json";
+/** dlms:// URL → the meter id its device ID (0.0.96.1.0.255) named when it first answered. */
+export const METER_IDS_FILE = "meters.json";
+/** HLS invocation counters reserved per meter (never reused under one key across restarts). */
+export const INVOCATION_COUNTERS_FILE = "dlms-invocation-counters.json";
+/** An address not identified at the start is tried again this often (it joins polling when it answers). */
+export const METER_IDENTIFY_RETRY_MS = 5_000;
+/** The virtual meters' defaults (`amiproof meter`): Green Book example keys, never for a deployment. */
+export const DEFAULT_METER_LLS_PASSWORD = "12345678";
+export const DEFAULT_METER_EK_HEX = "000102030405060708090a0b0c0d0e0f";
+export const DEFAULT_METER_AK_HEX = "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf";
 
 export interface DcuDaemonOptions {
   readonly dcuId: string;
   readonly hesUrl: string;
   readonly dataDir: string;
-  readonly simMeters: number;
+  /** In-process simulated meters (0 or absent: none). */
+  readonly simMeters?: number;
   readonly pollIntervalMs: number;
-  readonly readingIntervalMs: number;
+  /** Simulated meters: one reading per this period (default 15 s). */
+  readonly readingIntervalMs?: number;
+  /** DLMS/COSEM meters over TCP, `dlms://HOST:PORT` each; their ids are their device IDs. */
+  readonly meterUrls?: readonly string[];
+  /** How to associate with the DLMS meters: HLS-GMAC (default), LLS password, or none (public client). */
+  readonly meterAuth?: "hls" | "lls" | "none";
+  /** LLS password (default 12345678, as `amiproof meter`). */
+  readonly meterPassword?: string;
+  /** HLS global keys, hex (default the Green Book example keys, as `amiproof meter`). */
+  readonly meterEncryptionKeyHex?: string;
+  readonly meterAuthenticationKeyHex?: string;
+  /** Deadline of one DLMS request (default DLMS_READ_TIMEOUT_MS). */
+  readonly meterReadTimeoutMs?: number;
+  /** DLMS meters doing IO at once (default DLMS_ASSOCIATIONS_ACTIVE_MAX). */
+  readonly meterAssociationsMax?: number;
   readonly batchRecordsMax?: number;
   readonly batchAgeMaxMs?: number;
   readonly statusIntervalMs?: number;
@@ -48,6 +82,10 @@ export interface DcuDaemonOptions {
 
 export interface DcuDaemon {
   readonly concentrator: Concentrator;
+  /** The DLMS/COSEM reader (null without meterUrls). */
+  readonly dlmsReader: DlmsMeterReader | null;
+  /** dlms:// URLs whose meter has not answered yet (polled once identified). */
+  unidentifiedMeterUrls(): string[];
   /** The in-process simulated meters (`--sim-meters`): `amiproof up`'s lab endpoint raises events on them. */
   readonly simFleet: SimMeterFleet | null;
   /** Clean shutdown: stop polling, drain commits, save state, leave the marker, disconnect. */
@@ -76,19 +114,82 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
   const rtcOriginMs = Date.now() - performance.now();
   const clock: Clock = { nowMs: () => Math.floor(rtcOriginMs + performance.now()) };
   const random = new SeededRandom(randomBytes(6).readUIntBE(0, 6));
-  const meterIds = simMeterIds(options.dcuId, options.simMeters);
-  const fleet = new SimMeterFleet(meterIds, clock, random.fork("sim"), {
-    readingIntervalMs: options.readingIntervalMs,
-    anchorMs: SIM_ANCHOR_MS,
-  });
-  const reader: MeterReader = fleet;
+  const router = new RoutingMeterReader();
+  const meters: MeterConfig[] = [];
+  let simFleet: SimMeterFleet | null = null;
+  if ((options.simMeters ?? 0) > 0) {
+    const simIds = simMeterIds(options.dcuId, options.simMeters ?? 0);
+    const fleet = new SimMeterFleet(simIds, clock, random.fork("sim"), {
+      readingIntervalMs: options.readingIntervalMs ?? 15_000,
+      anchorMs: SIM_ANCHOR_MS,
+    });
+    for (const meterId of simIds) {
+      router.route(meterId, fleet);
+      meters.push({ meterId, port: fleet.portOf(meterId) });
+    }
+    simFleet = fleet;
+  }
+  const meterUrls = [...new Set(options.meterUrls ?? [])];
+  const addresses = meterUrls.map((url) => ({ url, ...parseDlmsUrl(url) }));
+  let dlmsReader: DlmsMeterReader | null = null;
+  const unidentified: { url: string; host: string; port: number }[] = [];
+  const idsPath = join(options.dataDir, METER_IDS_FILE);
+  const knownIds: Record<string, string> = readJsonObject(idsPath);
+  if (addresses.length > 0) {
+    dlmsReader = new DlmsMeterReader([], {
+      auth: meterAuth(options),
+      challenge: (n) => new Uint8Array(randomBytes(n)),
+      invocationCounters: new FileInvocationCounterStore(join(options.dataDir, INVOCATION_COUNTERS_FILE)),
+      ...(options.meterReadTimeoutMs === undefined ? {} : { readTimeoutMs: options.meterReadTimeoutMs }),
+      ...(options.meterAssociationsMax === undefined
+        ? {}
+        : { associationsActiveMax: options.meterAssociationsMax }),
+    });
+    // Meter ids come from the meters themselves (device ID), remembered per URL so a restart with a
+    // meter down still resumes its cursors under the same id.
+    const identified = await Promise.all(
+      addresses.map(async (a) => {
+        const cached = knownIds[a.url];
+        if (cached !== undefined) return cached;
+        return dlmsReader!.identify(a.host, a.port).catch((error: Error) => {
+          log("meter_unidentified", { url: a.url, error: error.message });
+          return null;
+        });
+      }),
+    );
+    addresses.forEach((a, i) => {
+      const meterId = identified[i];
+      if (meterId === null || meterId === undefined) unidentified.push(a);
+      else adopt(a, meterId, false);
+    });
+  }
+  function adopt(a: { url: string; host: string; port: number }, meterId: string, late: boolean): void {
+    if (meters.some((m) => m.meterId === meterId)) {
+      log("meter_duplicate", { url: a.url, meter_id: meterId });
+      return;
+    }
+    if (knownIds[a.url] !== meterId) {
+      knownIds[a.url] = meterId;
+      writeFileAtomic(idsPath, `${JSON.stringify(knownIds, null, 1)}\n`, 0o600);
+    }
+    dlmsReader!.addTarget({ meterId, host: a.host, port: a.port });
+    router.route(meterId, dlmsReader!);
+    const config = { meterId, port: dlmsReader!.portOf(meterId) };
+    meters.push(config);
+    if (late) {
+      concentrator.addMeter(config);
+      log("meter_identified", { url: a.url, meter_id: meterId });
+    }
+  }
+  if (meters.length === 0 && unidentified.length === 0)
+    throw new ConcentratorError("BAD_CONFIG", "no meters: give meterUrls (dlms://HOST:PORT) or simMeters");
 
   let link: MqttLink | null = null;
   let fatal: Error | null = null;
   const concentrator = await Concentrator.open(
     {
       dcuId: options.dcuId,
-      meters: meterIds.map((meterId) => ({ meterId, port: fleet.portOf(meterId) })),
+      meters: [...meters],
       pollIntervalMs: options.pollIntervalMs,
       ...(options.batchRecordsMax === undefined ? {} : { batchRecordsMax: options.batchRecordsMax }),
       ...(options.batchAgeMaxMs === undefined ? {} : { batchAgeMaxMs: options.batchAgeMaxMs }),
@@ -97,7 +198,7 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
     {
       clock,
       random,
-      reader,
+      reader: router,
       journal,
       store,
       secureElement,
@@ -121,7 +222,8 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
     dcu_id: options.dcuId,
     epoch: concentrator.epoch,
     reset_reason: resetReason,
-    meters: meterIds.length,
+    meters: meters.length,
+    meters_unidentified: unidentified.length,
     backlog_records: concentrator.backlogRecords(),
   });
 
@@ -149,6 +251,21 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
   const evidenceTimer = setInterval(writeEvidence, EVIDENCE_FILE_MS);
   const sampleHost = () => concentrator.onTimeSample(Date.now(), "NTP");
   const timeTimer = options.timeSource === "host" ? setInterval(sampleHost, HOST_TIME_SAMPLE_MS) : null;
+  let identifying = false;
+  const identifyTimer = setInterval(() => {
+    if (identifying || unidentified.length === 0 || dlmsReader === null) return;
+    identifying = true;
+    void Promise.all(
+      unidentified.map(async (a) => {
+        const meterId = await dlmsReader!.identify(a.host, a.port).catch(() => null);
+        if (meterId === null || stopping !== null) return;
+        unidentified.splice(unidentified.indexOf(a), 1);
+        adopt(a, meterId, true);
+      }),
+    ).finally(() => {
+      identifying = false;
+    });
+  }, METER_IDENTIFY_RETRY_MS);
   if (options.timeSource === "host") sampleHost();
 
   let stopping: Promise<void> | null = null;
@@ -158,7 +275,9 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
       clearInterval(auditTimer);
       clearInterval(evidenceTimer);
       if (timeTimer !== null) clearInterval(timeTimer);
+      clearInterval(identifyTimer);
       await concentrator.close();
+      await dlmsReader?.close();
       await link?.close();
       await journal.close();
       secureElement.flushAudit();
@@ -168,7 +287,76 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
     })();
     return stopping;
   };
-  return { concentrator, simFleet: fleet, stop };
+  return {
+    concentrator,
+    simFleet,
+    dlmsReader,
+    unidentifiedMeterUrls: () => unidentified.map((a) => a.url),
+    stop,
+  };
+}
+
+function meterAuth(options: DcuDaemonOptions): DlmsMeterAuth {
+  const kind = options.meterAuth ?? "hls";
+  if (kind === "none") return { kind };
+  if (kind === "lls")
+    return { kind, password: new TextEncoder().encode(options.meterPassword ?? DEFAULT_METER_LLS_PASSWORD) };
+  if (kind !== "hls")
+    throw new ConcentratorError("BAD_CONFIG", `meter auth must be hls, lls or none, got ${kind}`);
+  return {
+    kind,
+    encryptionKey: keyFromHex(options.meterEncryptionKeyHex ?? DEFAULT_METER_EK_HEX, "encryption key"),
+    authenticationKey: keyFromHex(
+      options.meterAuthenticationKeyHex ?? DEFAULT_METER_AK_HEX,
+      "authentication key",
+    ),
+    systemTitle: dcuSystemTitle(options.dcuId),
+  };
+}
+
+function keyFromHex(hex: string, what: string): Uint8Array {
+  if (!/^[0-9a-fA-F]{32}$/.test(hex))
+    throw new ConcentratorError("BAD_CONFIG", `${what} must be 32 hex digits (AES-128)`);
+  return Uint8Array.from(Buffer.from(hex, "hex"));
+}
+
+function readJsonObject(path: string): Record<string, string> {
+  if (!existsSync(path)) return {};
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(path, "utf8"));
+    if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
+      throw new Error("not an object");
+    return Object.fromEntries(
+      Object.entries(parsed).filter((e): e is [string, string] => typeof e[1] === "string"),
+    );
+  } catch (error) {
+    throw new ConcentratorError("STORE_CORRUPT", `${path}: ${(error as Error).message}`);
+  }
+}
+
+/** HLS invocation counter reservations in one small JSON file, written atomically before use. */
+export class FileInvocationCounterStore implements InvocationCounterStore {
+  private readonly marks = new Map<string, number>();
+
+  constructor(private readonly path: string) {
+    if (!existsSync(path)) return;
+    try {
+      const parsed = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+      for (const [meterId, value] of Object.entries(parsed))
+        if (Number.isSafeInteger(value)) this.marks.set(meterId, value as number);
+    } catch (error) {
+      throw new ConcentratorError("STORE_CORRUPT", `${path}: ${(error as Error).message}`);
+    }
+  }
+
+  reserved(meterId: string): number {
+    return this.marks.get(meterId) ?? 0;
+  }
+
+  reserve(meterId: string, through: number): void {
+    this.marks.set(meterId, through);
+    writeFileAtomic(this.path, `${JSON.stringify(Object.fromEntries(this.marks))}\n`, 0o600);
+  }
 }
 
 /**
