@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import {
-  type AccessLevel,
   type CosemObjectModel,
   type Data,
   DlmsClient,
@@ -10,11 +9,11 @@ import {
   DlmsServerSession,
   decodeApdu,
   encodeApdu,
-  formatObis,
   type Obis,
   parseObis,
   SET_BLOCK_BYTES_MAX,
 } from "../../src/dlms/index.ts";
+import { BlobModel } from "./blob-model.ts";
 
 // GET with-list, SET with datablocks and the exception / data-access-result codes of every refused
 // path, served by DlmsServerSession and driven by DlmsClient, plain and glo-ciphered (HLS-GMAC suite 0).
@@ -30,39 +29,6 @@ const CLIENT_KEYS: DlmsKeySet = {
   ...METER_KEYS,
   systemTitle: Uint8Array.of(0x48, 0x45, 0x53, 0, 0, 0, 0, 1),
 };
-
-/** A small model: N "blob" Data objects 0.0.96.128.X.255 (octet-strings), writable by management. */
-class BlobModel implements CosemObjectModel {
-  readonly blobs = new Map<string, Data>();
-  writes = 0;
-
-  constructor(count: number, bytes: number) {
-    for (let i = 0; i < count; i++)
-      this.blobs.set(`0.0.96.128.${i}.255`, { type: "octet-string", value: new Uint8Array(bytes).fill(i) });
-  }
-
-  get(level: AccessLevel, classId: number, obis: Obis, attributeId: number): Data | number {
-    const blob = this.blobs.get(formatObis(obis));
-    if (classId !== 1 || blob === undefined) return 4; // object-undefined
-    if (attributeId === 1) return { type: "octet-string", value: Uint8Array.from(obis) };
-    if (attributeId !== 2) return 4;
-    return level === "management" || formatObis(obis) === "0.0.96.128.0.255" ? blob : 3;
-  }
-
-  set(level: AccessLevel, classId: number, obis: Obis, attributeId: number, value: Data): number {
-    const name = formatObis(obis);
-    if (classId !== 1 || attributeId !== 2 || !this.blobs.has(name)) return 4;
-    if (level !== "management") return 3;
-    if (value.type !== "octet-string") return 12;
-    this.blobs.set(name, value);
-    this.writes++;
-    return 0;
-  }
-
-  action(): { result: number } {
-    return { result: 4 };
-  }
-}
 
 function pair(model: CosemObjectModel, clientWPort: number) {
   const session = new DlmsServerSession(
