@@ -107,14 +107,17 @@ export function renderCampaigns(ctx: PageContext): () => void {
               "Firmware images",
             ),
       );
-      const upload = ops.find((o) => o.method === "POST" && o.path === "/api/firmware");
-      if (upload !== undefined && allowed(upload)) firmwareBox.append(uploadForm());
+      // The repository's verified upload (certificate chain, signature, expiry) when the head-end has it.
+      const verified = ops.find((o) => o.method === "POST" && o.path === "/api/campaigns/images");
+      const plain = ops.find((o) => o.method === "POST" && o.path === "/api/firmware");
+      if (verified !== undefined && allowed(verified)) firmwareBox.append(uploadForm(true));
+      else if (plain !== undefined && allowed(plain)) firmwareBox.append(uploadForm(false));
     } catch (error) {
       if (life.alive()) firmwareBox.append(errorBox(error));
     }
   }
 
-  function uploadForm(): HTMLElement {
+  function uploadForm(verified: boolean): HTMLElement {
     const file = h("input", { id: "fw-file", type: "file", required: true });
     const component = h("select", { id: "fw-component" }, h("option", { value: "app" }, "app"), h("option", { value: "comms" }, "comms"));
     const version = h("input", { id: "fw-version", type: "text", required: true, placeholder: "1.2.0", pattern: "\\d+\\.\\d+\\.\\d+" });
@@ -125,11 +128,15 @@ export function renderCampaigns(ctx: PageContext): () => void {
       { class: "stack", "aria-label": "Upload a firmware image" },
       h("h3", {}, "Upload a signed image (admin)"),
       h("div", { class: "field" }, h("label", { for: "fw-file" }, "Signed image (amiproof firmware build)"), file),
-      h("div", { class: "filters" },
-        h("div", { class: "field" }, h("label", { for: "fw-component" }, "Component"), component),
-        h("div", { class: "field" }, h("label", { for: "fw-version" }, "Version"), version),
-        h("div", { class: "field" }, h("label", { for: "fw-counter" }, "Release counter"), counter),
-      ),
+      verified
+        ? h("p", { class: "hint" }, "Component, version and release counter are read from the signed image; its CRC, certificate chain, signature and expiry are checked by the head-end.")
+        : h(
+            "div",
+            { class: "filters" },
+            h("div", { class: "field" }, h("label", { for: "fw-component" }, "Component"), component),
+            h("div", { class: "field" }, h("label", { for: "fw-version" }, "Version"), version),
+            h("div", { class: "field" }, h("label", { for: "fw-counter" }, "Release counter"), counter),
+          ),
       h("button", { type: "submit", class: "primary" }, "Upload"),
       note,
     );
@@ -143,12 +150,14 @@ export function renderCampaigns(ctx: PageContext): () => void {
         let binary = "";
         for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
         try {
-          const result = await post<{ checksum: string; stored: boolean }>("/api/firmware", {
-            component: component.value,
-            version: version.value,
-            release_counter: Number(counter.value),
-            image_base64: btoa(binary),
-          });
+          const result = verified
+            ? await post<{ checksum: string; stored: boolean }>("/api/campaigns/images", { image_base64: btoa(binary) })
+            : await post<{ checksum: string; stored: boolean }>("/api/firmware", {
+                component: component.value,
+                version: version.value,
+                release_counter: Number(counter.value),
+                image_base64: btoa(binary),
+              });
           note.append(h("p", { class: "ok-text" }, `${result.stored ? "Stored" : "Already held"}: SHA-256 ${result.checksum}`));
           announce("Firmware image uploaded");
           void loadFirmware();
@@ -167,7 +176,9 @@ export function renderCampaigns(ctx: PageContext): () => void {
       .filter(allowed)
       .map((o) => {
         const action = o.path.split("/").pop() ?? "";
-        const destructive = /rollback|cancel/.test(action) || c.kind === "rollback";
+        // A rollback's approval and start, and any cancel, are confirmed naming the window and fleet size.
+        const destructive =
+          action === "cancel" || (c.kind.startsWith("rollback") && (action === "approve" || action === "start"));
         return h(
           "button",
           {
@@ -177,7 +188,10 @@ export function renderCampaigns(ctx: PageContext): () => void {
             "data-action": action,
             onclick: () => {
               if (destructive) {
-                const window = typeof c.window_ms === "number" ? `${fmtNumber(c.window_ms / 60_000)}-minute window` : "its staggered window";
+                const window =
+                  typeof c.window_ms === "number"
+                    ? `a ${fmtNumber(c.window_ms / 60_000)}-minute window`
+                    : "the staggered window set at its creation";
                 const ok = confirm(
                   `${action} campaign "${c.name}" (${c.kind}) over ${window}, on a fleet of ${fmtNumber(size)} meters?`,
                 );
@@ -205,7 +219,7 @@ export function renderCampaigns(ctx: PageContext): () => void {
         "header",
         { class: "alert-head" },
         h("strong", {}, c.name),
-        badge(c.kind, c.kind === "rollback" ? "warn" : "info"),
+        badge(c.kind, c.kind.startsWith("rollback") ? "warn" : "info"),
         badge(c.state, c.state === "completed" ? "ok" : c.state === "paused" || c.state === "awaiting_operator" ? "warn" : c.state === "cancelled" ? "muted" : "info"),
         c.pause_reason ? h("span", { class: "hint" }, c.pause_reason) : null,
       ),
@@ -247,38 +261,73 @@ export function renderCampaigns(ctx: PageContext): () => void {
   }
 
   function createForm(op: Operation): HTMLElement {
-    const text = h(
-      "textarea",
-      { id: "campaign-body", rows: 10, spellcheck: "false" },
-      JSON.stringify(
-        { name: "app 1.2.0 rollout", kind: "update", image_checksum: "<SHA-256 of an uploaded image>", targets: { groups: ["pilot"] }, waves: [10, 50, 100], window_ms: 3_600_000 },
-        null,
-        2,
-      ),
+    const field = (id: string, label: string, control: HTMLElement, hint?: string) =>
+      h("div", { class: "field" }, h("label", { for: id }, label), control, hint === undefined ? null : h("small", { class: "hint" }, hint));
+    const name = h("input", { id: "c-name", type: "text", required: true, placeholder: "app 1.2.0 pilot" });
+    const kind = h(
+      "select",
+      { id: "c-kind" },
+      [
+        ["update", "update"],
+        ["rollback_app", "rollback (application)"],
+        ["rollback_full", "rollback (full, to golden)"],
+      ].map(([v, t]) => h("option", { value: v, disabled: v !== "update" && !roleAtLeast(ctx.role, "admin") }, t)),
     );
+    const image = h("select", { id: "c-image", required: true }, h("option", { value: "" }, "choose an image…"));
+    const list = (id: string) => h("input", { id, type: "text", placeholder: "comma separated", autocomplete: "off" });
+    const groups = list("c-groups");
+    const dcus = list("c-dcus");
+    const models = list("c-models");
+    const versions = list("c-versions");
+    const waves = h("input", { id: "c-waves", type: "text", value: "10, 50, 100" });
+    const windowMinutes = h("input", { id: "c-window", type: "number", min: "1", step: "1", value: "60" });
     const note = h("div", { "aria-live": "polite" });
+    void api<{ items: Firmware[] }>("/api/firmware").then(({ items }) => {
+      for (const f of items)
+        image.append(h("option", { value: f.checksum }, `${f.component} ${f.version} (${f.checksum.slice(0, 12)}…)`));
+    }, () => {});
     const form = h(
-      "details",
-      {},
-      h("summary", {}, "Create a campaign"),
+      "form",
+      { class: "stack", "aria-label": "Create a campaign" },
+      h("p", { class: "hint" }, op.summary),
+      h("div", { class: "filters" }, field("c-name", "Name", name), field("c-kind", "Kind", kind), field("c-image", "Image", image)),
       h(
-        "form",
-        { class: "stack" },
-        h("label", { for: "campaign-body" }, "Campaign (JSON)"),
-        h("p", { class: "hint" }, op.body ?? op.summary),
-        text,
-        h("button", { type: "submit", class: "primary" }, "Create"),
-        note,
+        "fieldset",
+        {},
+        h("legend", {}, "Targets (every given list must match)"),
+        h("div", { class: "filters" }, field("c-groups", "Groups", groups), field("c-dcus", "Concentrators", dcus), field("c-models", "Models", models), field("c-versions", "Running versions", versions)),
       ),
+      h("div", { class: "filters" }, field("c-waves", "Waves (cumulative %)", waves), field("c-window", "Window (minutes)", windowMinutes, "starts are staggered over it")),
+      h("button", { type: "submit", class: "primary" }, "Create (waits for approval)"),
+      note,
     );
-    form.querySelector("form")?.addEventListener("submit", (e) => {
+    const split = (input: HTMLInputElement) =>
+      input.value.split(",").map((v) => v.trim()).filter((v) => v !== "");
+    form.addEventListener("submit", (e) => {
       e.preventDefault();
       void (async () => {
         clear(note);
+        const targets: Record<string, string[]> = {};
+        for (const [key, input] of [["groups", groups], ["dcu_ids", dcus], ["models", models], ["versions", versions]] as const) {
+          const values = split(input);
+          if (values.length > 0) targets[key] = values;
+        }
+        const body = {
+          name: name.value.trim(),
+          kind: kind.value,
+          image_checksum: image.value,
+          targets,
+          waves: split(waves).map(Number),
+          window_minutes: Number(windowMinutes.value),
+        };
+        if (
+          kind.value.startsWith("rollback") &&
+          !confirm(`Create the rollback campaign "${body.name}" over a ${body.window_minutes}-minute window, on every meter matching ${JSON.stringify(targets)}? It still needs an admin's approval.`)
+        )
+          return;
         try {
-          const body = JSON.parse(text.value) as { kind?: string; name?: string };
-          if (body.kind === "rollback" && !confirm(`Create rollback campaign "${body.name ?? ""}"? Check its window and fleet size first.`)) return;
-          await post("/api/campaigns", body);
+          const created = await post<Campaign>("/api/campaigns", body);
+          note.append(h("p", { class: "ok-text" }, `Created "${created.name}" on ${fmtNumber(created.meters ?? 0)} meters: it waits for approval.`));
           announce("Campaign created");
           void loadCampaigns();
         } catch (error) {
@@ -286,7 +335,7 @@ export function renderCampaigns(ctx: PageContext): () => void {
         }
       })();
     });
-    return form;
+    return h("details", {}, h("summary", {}, "Create a campaign"), form);
   }
 
   void (async () => {
