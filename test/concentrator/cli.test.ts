@@ -4,6 +4,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { FileSecureElement } from "../../src/evidence/index.ts";
+import { MqttHeadEnd, startAedes, until } from "./mqtt-helpers.ts";
 
 const BIN = new URL("../../bin/amiproof.js", import.meta.url).pathname;
 
@@ -82,6 +84,68 @@ test("with the head-end unreachable, batches wait in the outbox; SIGTERM stops c
     const verified = spawnSync(process.execPath, [BIN, "verify", out], { encoding: "utf8", timeout: 60_000 });
     assert.equal(verified.status, 0, verified.stdout + verified.stderr);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("amiproof dcu --meter dlms://HOST:PORT polls a spawned amiproof meter over HLS-GMAC (the defaults of both): verified batches reach the broker, the meter's id is remembered", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "amiproof-dcu-cli-dlms-"));
+  const broker = await startAedes();
+  const meterId = `MTR-CLI-${process.pid}`;
+  const meter = spawn(
+    process.execPath,
+    [BIN, "meter", "--id", meterId, "--listen", "0", "--profile-period-ms", "1000"],
+    {
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
+  let dcuChild: ReturnType<typeof spawn> | null = null;
+  const publicKey = FileSecureElement.open(join(dir, "se"), "CLI-DLMS").publicKey("batch_sign");
+  const consumer = await MqttHeadEnd.connect(broker.url, "CLI-DLMS", publicKey);
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      let text = "";
+      meter.stderr!.on("data", (chunk: Buffer) => {
+        text += chunk.toString();
+        const match = /TCP ports (\d+)/.exec(text);
+        if (match !== null) resolve(Number(match[1]));
+      });
+      meter.once("exit", (code) => reject(new Error(`amiproof meter exited ${code}: ${text}`)));
+    });
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        "dcu",
+        "--id",
+        "CLI-DLMS",
+        "--hes",
+        broker.url,
+        "--data",
+        dir,
+        "--meter",
+        `dlms://127.0.0.1:${port}`,
+      ].concat(["--poll-interval-ms", "300", "--batch-age-ms", "300", "--quiet"]),
+      { stdio: "ignore" },
+    );
+    dcuChild = child;
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    await until(
+      () => [...consumer.headEnd.readings.values()].filter((r) => r.meterId === meterId).length >= 3,
+      "three readings of the DLMS meter",
+      20_000,
+    );
+    child.kill("SIGTERM");
+    assert.equal(await exited, 0);
+    assert.deepEqual(consumer.headEnd.problems, []);
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, "meters.json"), "utf8")), {
+      [`dlms://127.0.0.1:${port}`]: meterId,
+    });
+  } finally {
+    meter.kill("SIGKILL");
+    dcuChild?.kill("SIGKILL");
+    await consumer.close();
+    await broker.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });
