@@ -10,6 +10,7 @@ export * from "./errors.ts";
 export * from "./image-transfer.ts";
 export * from "./keys.ts";
 export * from "./obis.ts";
+export * from "./push.ts";
 export * from "./runtime/hdlc-stream.ts";
 export * from "./runtime/tcp.ts";
 export * from "./security.ts";

@@ -11,8 +11,11 @@ import { type SecurityContext, SYSTEM_TITLE_BYTES } from "./security.ts";
 /** Suite 0: AES-GCM-128, AES-128 key wrap. Suite 1: + ECDH/ECDSA P-256, SHA-256. Suite 2: AES-GCM-256, P-384. */
 export type SecuritySuiteId = 0 | 1 | 2;
 
-/** Suites whose symmetric part this library runs (both use AES-GCM-128 with a 12-byte tag). */
-export const SUPPORTED_SUITES: readonly SecuritySuiteId[] = [0];
+/**
+ * Suites whose symmetric part this library runs: both use AES-GCM-128 with a 12-byte tag, so glo- and
+ * general-glo-ciphering work for either. Suite 1's asymmetric services are not implemented yet.
+ */
+export const SUPPORTED_SUITES: readonly SecuritySuiteId[] = [0, 1];
 
 const KEY_BYTES: Record<SecuritySuiteId, number> = { 0: 16, 1: 16, 2: 32 };
 
@@ -50,7 +53,7 @@ export function checkKeySet(keys: DlmsKeySet): DlmsKeySet {
   if (!SUPPORTED_SUITES.includes(keys.suite)) {
     throw new DlmsError(
       "UNSUPPORTED",
-      `security suite ${keys.suite} is not implemented (suite 0 only; see src/dlms/README.md for suite 1)`,
+      `security suite ${keys.suite} is not implemented (suites 0 and 1's AES-GCM-128 only; see src/dlms/README.md)`,
     );
   }
   if (keys.systemTitle.length !== SYSTEM_TITLE_BYTES)
@@ -68,8 +71,14 @@ export function checkKeySet(keys: DlmsKeySet): DlmsKeySet {
         `${name} of ${key.length} bytes; suite ${keys.suite} uses ${keyBytes}`,
       );
   }
-  if (keys.asymmetric !== undefined && keys.suite === 0)
-    throw new DlmsError("BAD_VALUE", "suite 0 has no asymmetric keys");
+  if (keys.asymmetric !== undefined) {
+    throw keys.suite === 0
+      ? new DlmsError("BAD_VALUE", "suite 0 has no asymmetric keys")
+      : new DlmsError(
+          "UNSUPPORTED",
+          "suite 1 ECDH/ECDSA (general-signing, key agreement, HLS mechanism 7) is not implemented yet",
+        );
+  }
   return keys;
 }
 
@@ -83,7 +92,7 @@ export function cipherContext(
   if (encryptionKey === undefined)
     throw new DlmsError("BAD_VALUE", `key set of ${hex(keys.systemTitle)} has no broadcast key`);
   return {
-    suite: 0,
+    suite: keys.suite as 0 | 1,
     systemTitle: keys.systemTitle,
     encryptionKey,
     authenticationKey: keys.authenticationKey,

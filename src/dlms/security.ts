@@ -13,7 +13,8 @@ export const SC_ENCRYPTED = 0x20;
 const TAG_GENERAL_GLO_CIPHERING = 0xdb;
 
 export interface SecurityContext {
-  readonly suite: 0;
+  /** 0, or 1 for the AES-GCM-128 part of suite 1 (the security control byte carries it). */
+  readonly suite: 0 | 1;
   /** Our own system title: the IV prefix of what we send. */
   readonly systemTitle: Uint8Array;
   /** Global unicast encryption key (EK). */
