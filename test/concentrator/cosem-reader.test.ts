@@ -231,3 +231,29 @@ test("a meter missing from the configuration after a restart keeps its cursor an
   const packs = dcu.packs() as { commit: { seq_gap: { count: number } } };
   assert.equal(packs.commit.seq_gap.count, 0);
 });
+
+test("meter_clock_skew_cnt measures the meter's clock when the reader gives it, not the age of the newest profile entry", async () => {
+  const skewOf = async (withClock: boolean) => {
+    const world = new World({ seed: `skew-${withClock}`, meters: 1, readingIntervalMs: 10_000 });
+    const fleet = world.fleet;
+    const original = fleet.readRegisters.bind(fleet);
+    // A meter with a 15-minute profile: its newest entry is 10 minutes old when read; its clock is right.
+    fleet.readRegisters = async (meterId) => {
+      const reading = await original(meterId);
+      const aged = { ...reading, timestampMs: world.clock.now - 10 * 60_000 };
+      return withClock ? { ...aged, meterClockMs: world.clock.now } : aged;
+    };
+    const dcu = await world.open();
+    await world.run(30_000);
+    return dcu.packs();
+  };
+  const find = (packs: Record<string, unknown>): number => {
+    for (const pack of Object.values(packs)) {
+      const v = (pack as Record<string, unknown>).meter_clock_skew_cnt;
+      if (typeof v === "number") return v;
+    }
+    throw new Error("no meter_clock_skew_cnt in the packs");
+  };
+  assert.equal(find(await skewOf(true)), 0);
+  assert.ok(find(await skewOf(false)) >= 1);
+});

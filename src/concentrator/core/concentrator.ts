@@ -72,7 +72,7 @@ export const UPLINK_BACKLOG_RECORDS_HARD = 400_000;
 export const POLL_SLOWDOWN_FACTOR_MAX = 8;
 /** A meter is offline after this many consecutive failed polls. */
 export const METER_OFFLINE_AFTER_ERRORS = 3;
-/** Meter capture time further than this from the concentrator clock counts meter_clock_skew_cnt. */
+/** Meter clock (or, without it, capture time) further than this from ours counts meter_clock_skew_cnt. */
 export const METER_CLOCK_SKEW_MAX_MS = 5 * 60_000;
 /** Retained status (evidence packs) published at this period. */
 export const STATUS_INTERVAL_MS = 60_000;
@@ -679,7 +679,9 @@ export class Concentrator {
       this.counters.meterTimeBackwardsCount++;
     }
     meter.lastTimestampMs = reading.timestampMs;
-    if (Math.abs(reading.timestampMs - this.time.nowMs(now)) > METER_CLOCK_SKEW_MAX_MS && live) {
+    // A profile's newest entry may be a whole capture period old: its own clock, when read, is the measure.
+    const meterClockMs = reading.meterClockMs ?? reading.timestampMs;
+    if (live && Math.abs(meterClockMs - this.time.nowMs(now)) > METER_CLOCK_SKEW_MAX_MS) {
       this.counters.meterClockSkewCount++;
     }
     meter.queuedThrough = reading.seq;

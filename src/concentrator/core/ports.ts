@@ -12,6 +12,12 @@ export interface MeterReading {
   readonly seq: number;
   readonly timestampMs: number;
   readonly values: readonly ReadingValue[];
+  /**
+   * The meter's own clock when it was read (DLMS: the clock object read with the registers). When given,
+   * meter_clock_skew_cnt compares it with the concentrator's clock; when absent, the capture time is
+   * compared (meters that capture at the moment of reading).
+   */
+  readonly meterClockMs?: number;
 }
 
 /**

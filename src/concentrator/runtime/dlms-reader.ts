@@ -14,9 +14,11 @@ import {
   WrapperReassembler,
 } from "../../dlms/index.ts";
 import {
+  CLASS_CLOCK,
   CLASS_DATA,
   CLASS_PROFILE_GENERIC,
   COSEM_OBIS,
+  dateTimeMs,
   decodeCaptureObjects,
   decodeScalerUnit,
   type EventLogLayout,
@@ -279,9 +281,11 @@ export class DlmsMeterReader implements MeterReader {
         throw new ConcentratorError("IFACE_PROTOCOL", "the meter has no reading yet", meterId);
       const readings = await this.profileRange(a, meterId, newest, newest);
       const reading = readings.find((r) => r.seq === newest);
+      // The meter's clock beside the reading: meter_clock_skew_cnt measures the clock, not the entry's age.
+      const meterClockMs = dateTimeMs(await a.client.get(CLASS_CLOCK, parseObis(COSEM_OBIS.clock), 2));
       if (reading === undefined)
         throw new ConcentratorError("IFACE_PROTOCOL", `profile entry ${newest} not in the buffer`, meterId);
-      return reading;
+      return meterClockMs === null ? reading : { ...reading, meterClockMs };
     });
   }
 
