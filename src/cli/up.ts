@@ -1,0 +1,259 @@
+// shell: `amiproof up` — the whole system in one process on embedded defaults: the head-end (SQLite,
+// embedded aedes broker, API), M concentrators and N virtual meters, wired the way real devices are:
+// concentrators publish signed batches over MQTT, the head-end verifies and acks. Only keys are handed
+// over in-process, as a utility's asset register would.
+import { createHash } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { FastifyInstance } from "fastify";
+import {
+  type DcuDaemon,
+  SIM_ANCHOR_MS,
+  SimMeterFleet,
+  simMeterIds,
+  startDcuDaemon,
+} from "../concentrator/index.ts";
+import { FileSecureElement, SeededRandom } from "../evidence/index.ts";
+import { type Authorize, type HeadendHandle, startHeadend } from "../headend/index.ts";
+
+export const UP_METERS_DEFAULT = 20;
+export const UP_DCUS_DEFAULT = 2;
+export const UP_METERS_MAX = 100_000;
+export const UP_DCUS_MAX = 1_000;
+/** A demo fleet: a reading every 15 s per meter (real meters: 15 min) so charts fill within minutes. */
+export const UP_READING_INTERVAL_MS = 15_000;
+export const UP_POLL_INTERVAL_MS = 5_000;
+/** How long an injected magnet is held to a meter. */
+export const UP_TAMPER_HOLD_MS = 10_000;
+
+export interface UpOptions {
+  readonly meters: number;
+  readonly dcus: number;
+  readonly httpPort: number;
+  readonly httpHost?: string;
+  readonly dataDir: string;
+  /** Embedded broker port; a free one when taken (0: any free port). */
+  readonly mqttPort: number;
+  /** An external broker (e.g. Mosquitto) instead of the embedded one. */
+  readonly mqttUrl?: string;
+  /** sqlite:PATH (default <data>/headend/headend.db) or postgres://… */
+  readonly dbUrl?: string;
+  /** PostgreSQL schema (tests: a fresh one per run). */
+  readonly dbSchema?: string;
+  /** Concentrator ids are <prefix>-001…; distinct prefixes keep systems apart on a shared broker. */
+  readonly dcuPrefix?: string;
+  readonly readingIntervalMs?: number;
+  readonly pollIntervalMs?: number;
+  readonly batchAgeMaxMs?: number;
+  readonly statusIntervalMs?: number;
+  readonly logLevel?: string;
+  /** Concentrator log lines (`amiproof dcu` format), e.g. to a file; default none. */
+  readonly dcuLog?: (dcuId: string, event: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface UpMeter {
+  readonly meterId: string;
+  readonly dcuId: string;
+}
+
+export interface UpHandle {
+  readonly headend: HeadendHandle;
+  readonly apiUrl: string;
+  readonly mqttUrl: string;
+  readonly tokensDir: string;
+  readonly meters: readonly UpMeter[];
+  readonly dcus: readonly { readonly dcuId: string; readonly daemon: DcuDaemon }[];
+  /** Injects a tamper on a virtual meter (the lab/admin endpoint uses it). */
+  injectTamper(meterId: string, kind: TamperKind): { readonly meterId: string; readonly kind: TamperKind };
+  /** One status line: meters online, readings/s, stored, alerts, gaps, rejected batches. */
+  statusLine(): Promise<string>;
+  /** Clean stop: concentrators drain and persist, the head-end commits and acks its in-flight batch. */
+  stop(): Promise<void>;
+}
+
+export const TAMPER_KINDS = ["magnet", "cover_open"] as const;
+export type TamperKind = (typeof TAMPER_KINDS)[number];
+
+export class UpError extends Error {
+  constructor(
+    readonly code: "NOT_FOUND" | "BAD_REQUEST",
+    message: string,
+  ) {
+    super(message);
+    this.name = "UpError";
+  }
+}
+
+export function dcuIdAt(index: number, prefix = "dcu"): string {
+  return `${prefix}-${String(index + 1).padStart(3, "0")}`;
+}
+
+/** Meters per concentrator: as even as possible, the first ones one more. */
+export function metersPerDcu(meters: number, dcus: number): number[] {
+  return Array.from({ length: dcus }, (_, i) => Math.floor(meters / dcus) + (i < meters % dcus ? 1 : 0));
+}
+
+export async function startUp(options: UpOptions): Promise<UpHandle> {
+  if (!Number.isInteger(options.meters) || options.meters < 1 || options.meters > UP_METERS_MAX)
+    throw new UpError("BAD_REQUEST", `meters must be 1..${UP_METERS_MAX}, got ${options.meters}`);
+  if (!Number.isInteger(options.dcus) || options.dcus < 1 || options.dcus > UP_DCUS_MAX)
+    throw new UpError("BAD_REQUEST", `dcus must be 1..${UP_DCUS_MAX}, got ${options.dcus}`);
+  if (options.dcus > options.meters)
+    throw new UpError("BAD_REQUEST", `more concentrators (${options.dcus}) than meters (${options.meters})`);
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const readingIntervalMs = options.readingIntervalMs ?? UP_READING_INTERVAL_MS;
+
+  const counts = metersPerDcu(options.meters, options.dcus);
+  const plan = counts.map((count, i) => {
+    const dcuId = dcuIdAt(i, options.dcuPrefix);
+    return { dcuId, dataDir: join(options.dataDir, dcuId), meterIds: simMeterIds(dcuId, count) };
+  });
+  // Virtual meters live inside their concentrator (the simulated M-Bus/DLMS side); their event_seal keys
+  // derive from their ids, as the daemon's fleet does.
+  const keyFleets = new Map(
+    plan.map((p) => [
+      p.dcuId,
+      new SimMeterFleet(p.meterIds, { nowMs: () => SIM_ANCHOR_MS }, new SeededRandom(1), {
+        readingIntervalMs,
+        anchorMs: SIM_ANCHOR_MS,
+      }),
+    ]),
+  );
+  const meters: UpMeter[] = plan.flatMap((p) => p.meterIds.map((meterId) => ({ meterId, dcuId: p.dcuId })));
+  const meterIndex = new Map(meters.map((m) => [m.meterId, m]));
+  const dcus: { dcuId: string; daemon: DcuDaemon }[] = [];
+
+  let injectTamper: UpHandle["injectTamper"] = () => {
+    throw new UpError("NOT_FOUND", "not started");
+  };
+  const headend = await startHeadend({
+    dataDir: join(options.dataDir, "headend"),
+    httpPort: options.httpPort,
+    ...(options.httpHost === undefined ? {} : { httpHost: options.httpHost }),
+    brokerPort: options.mqttPort,
+    ...(options.mqttUrl === undefined ? {} : { mqttUrl: options.mqttUrl }),
+    ...(options.dbUrl === undefined ? {} : { dbUrl: options.dbUrl }),
+    ...(options.dbSchema === undefined ? {} : { dbSchema: options.dbSchema }),
+    clientIdPrefix: `amiproof-up-${createHash("sha256").update(options.dataDir).digest("hex").slice(0, 8)}`,
+    logLevel: options.logLevel ?? "warn",
+    extraRoutes: (app, authorize) => labRoutes(app, authorize, (id, kind) => injectTamper(id, kind)),
+  });
+  try {
+    // The asset register: each concentrator's batch_sign key and each meter's event_seal key.
+    const nowMs = Date.now();
+    for (const p of plan) {
+      mkdirSync(p.dataDir, { recursive: true, mode: 0o700 });
+      const publicKey = FileSecureElement.open(join(p.dataDir, "se"), p.dcuId).publicKey("batch_sign");
+      await headend.registry.registerConcentrator({ dcuId: p.dcuId, batchSignPublicKey: publicKey }, nowMs);
+      headend.ingest.forgetChain(p.dcuId);
+      const fleet = keyFleets.get(p.dcuId)!;
+      await headend.registry.registerMeters(
+        p.meterIds.map((meterId) => ({
+          meterId,
+          eventSealPublicKey: fleet.eventPublicKey(meterId),
+          dcuId: p.dcuId,
+          model: "AMP-SIM-1",
+        })),
+        nowMs,
+      );
+    }
+    for (const p of plan) {
+      const daemon = await startDcuDaemon({
+        dcuId: p.dcuId,
+        hesUrl: headend.mqttUrl,
+        dataDir: p.dataDir,
+        simMeters: p.meterIds.length,
+        pollIntervalMs: options.pollIntervalMs ?? UP_POLL_INTERVAL_MS,
+        readingIntervalMs,
+        ...(options.batchAgeMaxMs === undefined ? {} : { batchAgeMaxMs: options.batchAgeMaxMs }),
+        ...(options.statusIntervalMs === undefined ? {} : { statusIntervalMs: options.statusIntervalMs }),
+        ...(options.dcuLog === undefined
+          ? {}
+          : {
+              log: (event: string, fields?: Record<string, unknown>) =>
+                options.dcuLog!(p.dcuId, event, fields),
+            }),
+      });
+      dcus.push({ dcuId: p.dcuId, daemon });
+    }
+  } catch (error) {
+    for (const d of dcus) await d.daemon.stop().catch(() => {});
+    await headend.close();
+    throw error;
+  }
+
+  injectTamper = (meterId, kind) => {
+    const meter = meterIndex.get(meterId);
+    if (meter === undefined) throw new UpError("NOT_FOUND", `no virtual meter ${meterId}`);
+    const dcu = dcus.find((d) => d.dcuId === meter.dcuId)!;
+    if (dcu.daemon.simFleet === null) throw new UpError("NOT_FOUND", `${meterId} is not a simulated meter`);
+    dcu.daemon.simFleet.raiseEvent(
+      meterId,
+      kind === "magnet" ? "MAG_TAMPER" : "COVER_OPEN",
+      "CRITICAL",
+      kind === "magnet" ? { field_mt: 80, pf_anomaly: 1, hold_ms: UP_TAMPER_HOLD_MS } : { cover: 1 },
+    );
+    return { meterId, kind };
+  };
+
+  let stopping: Promise<void> | null = null;
+  return {
+    headend,
+    apiUrl: headend.apiUrl,
+    mqttUrl: headend.mqttUrl,
+    tokensDir: join(options.dataDir, "headend", "tokens"),
+    meters,
+    dcus,
+    injectTamper: (meterId, kind) => injectTamper(meterId, kind),
+    async statusLine() {
+      const counts = await headend.store.counts();
+      const m = headend.metrics;
+      const sum = (o: Readonly<Record<string, number>>) => Object.values(o).reduce((a, b) => a + b, 0);
+      return (
+        `meters online ${counts.metersOnline}/${meters.length}  ` +
+        `readings/s ${m.readingsPerSecond(Date.now()).toFixed(1)}  stored ${counts.readingsStoredTotal}  ` +
+        `alerts ${sum(counts.alertsTotal)}  gaps ${sum(counts.gapsTotal)}  ` +
+        `rejected batches ${sum(counts.batchesRejectedTotal)}`
+      );
+    },
+    stop() {
+      stopping ??= (async () => {
+        // Concentrators first (polling stops, commits drain, unacked batches stay in their outboxes for the
+        // next start), then the head-end (the batch in its commit stage is committed and acked).
+        for (const d of dcus) await d.daemon.stop();
+        await headend.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** `POST /api/lab/meters/:id/tamper` (admin): the lab's hand on a virtual meter, for demos and browser tests. */
+function labRoutes(
+  app: FastifyInstance,
+  authorize: Authorize,
+  inject: (meterId: string, kind: TamperKind) => { meterId: string; kind: TamperKind },
+): void {
+  app.post("/api/lab/meters/:id/tamper", async (request, reply) => {
+    await authorize(request, "admin");
+    const { id } = request.params as { id: string };
+    const body = (request.body ?? {}) as { kind?: unknown };
+    const kind = body.kind ?? "magnet";
+    if (typeof kind !== "string" || !(TAMPER_KINDS as readonly string[]).includes(kind)) {
+      return reply
+        .status(400)
+        .send({ error: "BAD_REQUEST", message: `kind must be one of ${TAMPER_KINDS.join(", ")}` });
+    }
+    try {
+      const done = inject(id, kind as TamperKind);
+      reply.status(202);
+      return { meter_id: done.meterId, kind: done.kind, injected: true };
+    } catch (error) {
+      if (error instanceof UpError)
+        return reply
+          .status(error.code === "NOT_FOUND" ? 404 : 400)
+          .send({ error: error.code, message: error.message });
+      throw error;
+    }
+  });
+}
