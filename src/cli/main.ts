@@ -1,6 +1,7 @@
 // shell: the command-line entry; every command lives in its own module under ./commands.
 import { Command } from "commander";
 import { registerBench } from "./commands/bench.ts";
+import { registerCampaign } from "./commands/campaign.ts";
 import { registerDcu } from "./commands/dcu.ts";
 import { registerDiagnose } from "./commands/diagnose.ts";
 import { registerDlms } from "./commands/dlms.ts";
@@ -36,6 +37,7 @@ for (const register of [
   registerMbus,
   registerPki,
   registerFirmware,
+  registerCampaign,
 ]) {
   register(program);
 }

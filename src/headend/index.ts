@@ -13,6 +13,7 @@ export * from "./core/views.ts";
 export * from "./errors.ts";
 export * from "./runtime/api.ts";
 export * from "./runtime/broker.ts";
+export * from "./runtime/campaign-routes.ts";
 export * from "./runtime/headend.ts";
 export * from "./runtime/mqtt.ts";
 export * from "./runtime/verifier-pool.ts";

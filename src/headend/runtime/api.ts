@@ -29,6 +29,7 @@ import {
   isStoreError,
   PAGE_ROWS_MAX,
 } from "../store/index.ts";
+import { campaignRoutes } from "./campaign-routes.ts";
 import { registerWeb } from "./static.ts";
 
 /** Request bodies larger than this are refused (an asset register of ~100k meters fits). */
@@ -838,6 +839,7 @@ function apiRoutes(deps: ApiDeps, openStreams: Set<() => void>): Route[] {
         return { component, version, checksum, stored };
       },
     },
+    ...campaignRoutes(deps),
   ];
 }
 

@@ -21,6 +21,7 @@ import { HeadendError, type HeadendLog } from "../errors.ts";
 import { defaultStoreUrl, type HeadendStore, openStore, PAGE_ROWS_MAX } from "../store/index.ts";
 import { buildApi } from "./api.ts";
 import { DEFAULT_MQTT_PORT, type EmbeddedBroker, startEmbeddedBroker } from "./broker.ts";
+import { CampaignService } from "./campaign-routes.ts";
 import { HeadendMqtt } from "./mqtt.ts";
 import { VerifierPool } from "./verifier-pool.ts";
 
@@ -169,14 +170,28 @@ export async function startHeadend(options: HeadendOptions): Promise<HeadendHand
       ...(options.onIngestOutcome === undefined ? {} : { onOutcome: options.onIngestOutcome }),
     });
     await primeCursors(store, ingest);
+    // Firmware campaigns (issue 9): jobs out on ami/<dcu>/fw/jobs, progress in on ami/+/fw/progress.
+    const campaigns = CampaignService.fromDataDir(options.dataDir, {
+      store: apiStore,
+      nowMs,
+      publish: async (topic, payload) => {
+        if (ingestLink === null) throw new HeadendError("CLOSED", "MQTT link not up", "campaign");
+        await ingestLink.publish(topic, payload);
+      },
+      onPublishError: (error) => log.warn({ error: error.message }, "campaign job publish failed"),
+    });
 
     let accepting = true;
     const onError = (error: Error) => log.warn({ error: error.message }, "MQTT error");
     ingestLink = await HeadendMqtt.connect(
       mqttUrl,
       `${prefix}-ingest`,
-      ["ami/+/batches", "ami/+/status"],
+      ["ami/+/batches", "ami/+/status", "ami/+/fw/progress"],
       (topic, payload) => {
+        if (topic.endsWith("/fw/progress")) {
+          if (accepting) campaigns.onProgress(topic, payload);
+          return;
+        }
         const parsed = parseUplinkTopic(topic);
         if (parsed === null || !accepting) return;
         if (parsed.kind === "batches") ingest.submit(parsed.dcuId, payload);
@@ -209,6 +224,7 @@ export async function startHeadend(options: HeadendOptions): Promise<HeadendHand
       metrics,
       nowMs,
       randomBytes: (n) => new Uint8Array(randomBytes(n)),
+      campaigns,
       logger: false,
       version: VERSION,
       health: () => ({
