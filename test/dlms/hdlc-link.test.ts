@@ -17,6 +17,7 @@ import {
   HdlcServerLink,
   hdlcControl,
   type LinkTimers,
+  parseHex,
   parseObis,
   serveHdlc,
   serverAddress,
@@ -535,4 +536,69 @@ test("over a TCP serial bridge (a socket is a Duplex): HDLC with the real clock"
     for (const s of sockets) s.destroy();
     await new Promise((resolve) => bridge.close(resolve));
   }
+});
+
+// The published HDLC session log of test/dlms/hdlc.test.ts (public client 1 → server 1, frames with a
+// real meter's HCS/FCS): our links must put the same APDUs into the same bytes, control fields included.
+const SESSION = {
+  ua: "7E A0 1E 03 03 73 40 CC 81 80 12 05 01 80 06 01 80 07 04 00 00 00 01 08 04 00 00 00 01 53 3B 7E",
+  aarq: "7E A0 44 03 03 10 65 94 E6 E6 00 60 36 A1 09 06 07 60 85 74 05 08 01 01 8A 02 07 80 8B 07 60 85 74 05 08 02 01 AC 0A 80 08 78 52 77 50 62 45 78 46 BE 10 04 0E 01 00 00 00 06 5F 1F 04 00 00 7E 1F 01 00 AF DF 7E",
+  aare: "7E A0 37 03 03 30 EF CA E6 E7 00 61 29 A1 09 06 07 60 85 74 05 08 01 01 A2 03 02 01 00 A3 05 A1 03 02 01 00 BE 10 04 0E 08 00 06 5F 1F 04 00 00 18 1D 01 80 00 07 A1 DC 7E",
+  getSerial: "7E A0 19 03 03 32 EC C8 E6 E6 00 C0 01 87 00 01 00 00 60 01 00 FF 02 00 FB 98 7E",
+  serialResponse:
+    "7E A0 22 03 03 52 0D 27 E6 E7 00 C4 01 87 00 09 10 41 50 41 6E 6F 72 33 30 39 34 34 38 31 31 33 30 27 A3 7E",
+};
+const hexBytes = (text: string) => parseHex(text);
+const apduOf = (frame: string) => decodeHdlc(hexBytes(frame)).information.subarray(3);
+
+test("golden session: our client link sends the captured I frames byte for byte and takes the meter's answers", () => {
+  const sent: Uint8Array[] = [];
+  const responses: Uint8Array[] = [];
+  const client = new HdlcClientLink({
+    clientAddress: 1,
+    serverAddress: 1,
+    serverAddressBytes: 1,
+    send: (frame) => sent.push(frame),
+    events: { response: (apdu) => responses.push(apdu), failed: (e) => assert.fail(e) },
+  });
+  client.connect(0);
+  assert.equal(decodeHdlc(sent[0]!).kind, "SNRM");
+  client.receive(hexBytes(SESSION.ua), 0);
+  assert.equal(client.state, "connected");
+  assert.equal(client.parameters.maxInfoTransmit, 128);
+  client.request(apduOf(SESSION.aarq), 0);
+  assert.deepEqual(sent[1], hexBytes(SESSION.aarq));
+  client.receive(hexBytes(SESSION.aare), 0);
+  assert.deepEqual(responses[0], apduOf(SESSION.aare));
+  client.request(apduOf(SESSION.getSerial), 0);
+  assert.deepEqual(sent[2], hexBytes(SESSION.getSerial));
+  client.receive(hexBytes(SESSION.serialResponse), 0);
+  assert.equal(Buffer.from(responses[1]!).subarray(6).toString("latin1"), "APAnor3094481130");
+});
+
+test("golden session: our server link answers the captured requests with the meter's frames byte for byte", () => {
+  const sent: Uint8Array[] = [];
+  const answers = [apduOf(SESSION.aare), apduOf(SESSION.serialResponse)];
+  const requests: Uint8Array[] = [];
+  const server = new HdlcServerLink({
+    serverAddress: 1,
+    serverAddressBytes: 1,
+    send: (frame) => sent.push(frame),
+    request: (apdu) => {
+      requests.push(apdu);
+      return answers.shift()!;
+    },
+  });
+  server.receive(encodeHdlc({ destination: 1, source: 1, control: hdlcControl.snrm() }), 0);
+  assert.equal(decodeHdlc(sent[0]!).kind, "UA");
+  // No parameters in the SNRM: the defaults, which the meter's UA also states.
+  assert.deepEqual(
+    decodeHdlcParameters(decodeHdlc(sent[0]!).information),
+    decodeHdlcParameters(decodeHdlc(hexBytes(SESSION.ua)).information),
+  );
+  server.receive(hexBytes(SESSION.aarq), 0);
+  assert.deepEqual(sent[1], hexBytes(SESSION.aare));
+  server.receive(hexBytes(SESSION.getSerial), 0);
+  assert.deepEqual(sent[2], hexBytes(SESSION.serialResponse));
+  assert.deepEqual(requests, [apduOf(SESSION.aarq), apduOf(SESSION.getSerial)]);
 });

@@ -3,12 +3,14 @@ import { test } from "node:test";
 import fc from "fast-check";
 import {
   type CosemObjectModel,
+  connectDlms,
   type Data,
   DlmsClient,
   type DlmsKeySet,
   DlmsServerSession,
   decodeApdu,
   encodeApdu,
+  listenDlms,
   type Obis,
   parseObis,
   SET_BLOCK_BYTES_MAX,
@@ -396,4 +398,40 @@ test("fuzz: any request bytes on an association get a well-formed response APDU,
   const client = new DlmsClient(async (r) => session.handle(r) ?? new Uint8Array(0));
   await client.associate({ password: PASSWORD });
   assert.deepEqual(await client.get(1, blob(1), 2), octets(1500, 1));
+});
+
+test("over real TCP with HLS-GMAC from key sets: ciphered GET with-list and SET with datablocks", async () => {
+  const model = new BlobModel(4, 600);
+  const server = await listenDlms(0, model, {
+    lowLevelPassword: PASSWORD,
+    keySet: METER_KEYS,
+    challenge: (n) => new Uint8Array(n).fill(0x3c),
+  });
+  try {
+    const { client, close } = await connectDlms("127.0.0.1", server.port, 1);
+    await client.associateHls(CLIENT_KEYS, new Uint8Array(16).fill(0x44));
+    const results = await client.getWithList(
+      [0, 1, 2, 3].map((i) => ({ classId: 1, obis: blob(i), attributeId: 2 })),
+    );
+    assert.deepEqual(
+      results,
+      [0, 1, 2, 3].map((i) => ({ data: octets(600, i) })),
+    );
+    await client.set(1, blob(2), 2, octets(4000, 0x5a));
+    assert.deepEqual(await client.get(1, blob(2), 2), octets(4000, 0x5a));
+    // Wrong keys: the association is refused with the reason.
+    const wrong = await connectDlms("127.0.0.1", server.port, 1);
+    await assert.rejects(
+      wrong.client.associateHls(
+        { ...CLIENT_KEYS, authenticationKey: new Uint8Array(16) },
+        new Uint8Array(16),
+      ),
+      { code: "ASSOCIATION_REFUSED", message: /wrong password or keys/ },
+    );
+    wrong.close();
+    await client.release();
+    close();
+  } finally {
+    await server.close();
+  }
 });
