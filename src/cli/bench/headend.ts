@@ -188,6 +188,11 @@ async function alertFigures(dataDir: string, quick: boolean, progress: (m: strin
   const unsubscribe = handle.hub.subscribe(() => {});
   const dcuSe = new MemorySecureElement("DCU-FLOOD", Uint8Array.of(5));
   const meterSe = new MemorySecureElement("MTR-ALERT", Uint8Array.of(6));
+  // Sealed before the client connects: signing 800 batches blocks the event loop longer than a CONNACK waits.
+  progress(
+    `headend: sealing ${floodBatches} flood batches; up to ${alertsMax} alerts every ${alertIntervalMs} ms during the flood`,
+  );
+  const flood = sealChain("DCU-FLOOD", dcuSe, floodBatches);
   const client = connect(handle.mqttUrl, { clientId: `bench-dcu-${process.pid}`, clean: true });
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   try {
@@ -199,10 +204,6 @@ async function alertFigures(dataDir: string, quick: boolean, progress: (m: strin
       [{ meterId: "MTR-ALERT", eventSealPublicKey: meterSe.publicKey("event_seal") }],
       Date.now(),
     );
-    progress(
-      `headend: sealing ${floodBatches} flood batches; up to ${alertsMax} alerts every ${alertIntervalMs} ms during the flood`,
-    );
-    const flood = sealChain("DCU-FLOOD", dcuSe, floodBatches);
     await new Promise<void>((resolve, reject) => {
       client.once("connect", () => resolve());
       client.once("error", reject);
