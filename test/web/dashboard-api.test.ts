@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 import Fastify from "fastify";
 import { connect, type MqttClient } from "mqtt";
 import { encodeAlert, toHex } from "../../src/evidence/index.ts";
-import { type ApiDeps, type HeadendHandle, startHeadend } from "../../src/headend/index.ts";
+import { type HeadendHandle, startHeadend } from "../../src/headend/index.ts";
 import { notBuiltPage, registerWeb } from "../../src/headend/runtime/static.ts";
 import { TestDcu, TestMeter } from "../headend/helpers.ts";
 
@@ -25,13 +25,11 @@ async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 10
 describe("dashboard files at /", () => {
   const dir = mkdtempSync(join(tmpdir(), "amiproof-web-static-"));
   after(() => rmSync(dir, { recursive: true, force: true }));
-  // The file routes never touch the API's dependencies.
-  const deps = {} as ApiDeps;
 
   test("without a build, / says how to make one; with one, index.html and hashed assets are served", async () => {
     const dist = join(dir, "dist");
     const app = Fastify();
-    registerWeb(app, deps, dist);
+    registerWeb(app, dist);
     const missing = await app.inject({ method: "GET", url: "/" });
     assert.equal(missing.statusCode, 200);
     assert.match(missing.headers["content-type"] as string, /^text\/html/);
@@ -125,10 +123,16 @@ describe("dashboard endpoints", () => {
     await client.publishAsync(`ami/${dcu.dcuId}/alerts`, Buffer.from(payload), { qos: 1 });
   }
 
-  test("the endpoints need a token", async () => {
+  test("the endpoints need a token and are in /openapi.json", async () => {
     assert.equal((await get("/api/dashboard/gaps/timeline", null)).status, 401);
     assert.equal((await get(`/api/dashboard/meters/${meter.meterId}/event-log`, null)).status, 401);
     assert.equal((await get("/api/dashboard/gaps/timeline?buckets=0", h.tokens.viewer)).status, 400);
+    // Described in /openapi.json like every route of the table.
+    const doc = (await (await fetch(`${h.apiUrl}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, Record<string, unknown>>>;
+    };
+    assert.equal(doc.paths["/api/dashboard/gaps/timeline"]?.get?.["x-amiproof-role"], "viewer");
+    assert.equal(doc.paths["/api/dashboard/meters/{id}/event-log"]?.get?.["x-amiproof-role"], "viewer");
   });
 
   test("the event log: each record's signature and link checked; a broken link and a missing predecessor are named", async () => {

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
-import { type Lab, type Role, startHeadendLab } from "./lab.ts";
+import { type Lab, type Role, startHeadendLab, startUpLab } from "./lab.ts";
 
 // The operator dashboard (issue 10) in a real browser — Debian's chromium driven by playwright-core —
 // against a real head-end: sign-in by token, the fleet page, a meter's chart and verified event log, a
@@ -15,6 +15,11 @@ import { type Lab, type Role, startHeadendLab } from "./lab.ts";
 const ROOT = join(import.meta.dirname, "../..");
 const ARTIFACTS = join(ROOT, "test-artifacts");
 const CHROMIUM = process.env.AMIPROOF_CHROMIUM ?? "/usr/bin/chromium";
+/**
+ * The system under test: `headend` (startHeadend and a test concentrator publishing signed batches and
+ * sealed alerts) or `up` (`amiproof up` as a child process, the acceptance's own setting).
+ */
+const LAB = process.env.AMIPROOF_WEB_LAB ?? "headend";
 /** Acceptance 1: a tamper reaches the live feed within this, measured from its injection. */
 const LIVE_ALERT_MS_MAX = 2_000;
 const VIEWPORTS = {
@@ -40,7 +45,7 @@ describe("web dashboard in chromium", () => {
       stdio: "inherit",
     });
     mkdirSync(ARTIFACTS, { recursive: true });
-    lab = await startHeadendLab();
+    lab = LAB === "up" ? await startUpLab({ meters: 60, dcus: 2 }) : await startHeadendLab();
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       // As root (CI) chromium refuses to start with its sandbox.

@@ -30,6 +30,7 @@ import {
   PAGE_ROWS_MAX,
 } from "../store/index.ts";
 import { campaignRoutes } from "./campaign-routes.ts";
+import { dashboardRoutes } from "./dashboard-routes.ts";
 import { registerWeb } from "./static.ts";
 
 /** Request bodies larger than this are refused (an asset register of ~100k meters fits). */
@@ -158,7 +159,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     });
   }
   app.get("/openapi.json", async () => openApiDocument(routes, deps.version));
-  registerWeb(app, deps);
+  registerWeb(app);
   return app;
 }
 
@@ -676,6 +677,7 @@ function apiRoutes(deps: ApiDeps, openStreams: Set<() => void>): Route[] {
         })),
       }),
     },
+    ...dashboardRoutes(deps),
     {
       method: "GET",
       url: "/api/evidence/export",

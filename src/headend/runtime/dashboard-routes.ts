@@ -1,8 +1,9 @@
-// shell: read-only aggregation endpoints for the web dashboard (issue 10), beside the API of api.ts.
+// shell: read-only aggregation endpoints for the web dashboard (issue 10), entries of api.ts's route table
+// (so they are authenticated by its hook and described in /openapi.json like every other route).
 // They exist because the dashboard must never load the whole fleet: evidence health is aggregated here
 // (bounded scans, said so in the answer when the bound is hit), and the event log is re-verified here,
 // record by record, with the evidence library — the browser shows the verdict, it does not compute it.
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import {
   bytesEqual,
   decodeEventRecord,
@@ -11,7 +12,7 @@ import {
   toHex,
   verifyEventSignature,
 } from "../../evidence/index.ts";
-import { type Role, requireRole } from "../core/auth.ts";
+import type { Principal, Role } from "../core/auth.ts";
 import { HeadendError } from "../errors.ts";
 import {
   type EventRow,
@@ -85,25 +86,76 @@ function queryInt(request: FastifyRequest, name: string, min: number, max: numbe
   return n;
 }
 
-export function registerDashboardRoutes(app: FastifyInstance, deps: ApiDeps): void {
+/** The shape of api.ts's route table entries. */
+export interface DashboardRoute {
+  readonly method: "GET";
+  readonly url: string;
+  readonly role: Role;
+  readonly summary: string;
+  readonly query: readonly {
+    readonly name: string;
+    readonly type: "string" | "integer" | "boolean";
+    readonly description: string;
+  }[];
+  readonly handler: (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    principal: Principal | null,
+  ) => Promise<unknown>;
+}
+
+const TIME_HELP = "UTC milliseconds or an ISO 8601 date-time";
+
+export function dashboardRoutes(deps: ApiDeps): DashboardRoute[] {
   const { store } = deps;
-  // The table routes of api.ts authenticate in its onRequest hook; these authenticate here, the same way.
-  const guard = (role: Role) => async (request: FastifyRequest) => {
-    const header = request.headers.authorization;
-    const token =
-      typeof header === "string" && header.startsWith("Bearer ")
-        ? header.slice("Bearer ".length).trim()
-        : null;
-    const principal = await deps.auth.authenticate(token);
-    requireRole(principal, role, `${request.method} ${request.routeOptions.url}`);
-    request.principal = principal;
-  };
+  return [
+    {
+      method: "GET",
+      url: "/api/dashboard/gaps/timeline",
+      role: "viewer",
+      summary:
+        "Gaps by class over time (detection time in equal buckets), per concentrator and per meter (most affected first); scans at most 50,000 gaps, newest first (`truncated` says when the bound was hit)",
+      query: [
+        { name: "from", type: "string", description: `${TIME_HELP} (default: 7 days before to)` },
+        { name: "to", type: "string", description: `${TIME_HELP} (default: now)` },
+        {
+          name: "buckets",
+          type: "integer",
+          description: `1..${GAP_TIMELINE_BUCKETS_MAX} (default ${GAP_TIMELINE_BUCKETS_DEFAULT})`,
+        },
+        {
+          name: "top",
+          type: "integer",
+          description: `concentrators and meters listed, 1..${GAP_TIMELINE_TOP_MAX} (default 10)`,
+        },
+      ],
+      handler: (request) => gapTimeline(request),
+    },
+    {
+      method: "GET",
+      url: "/api/dashboard/meters/:id/event-log",
+      role: "viewer",
+      summary:
+        "A meter's sealed event log, one page, each record re-checked now: CRC, signature with the provisioned event_seal key, link to the digest of seq − 1 (or the genesis digest)",
+      query: [
+        { name: "from", type: "string", description: TIME_HELP },
+        { name: "to", type: "string", description: TIME_HELP },
+        {
+          name: "limit",
+          type: "integer",
+          description: `rows per page, 1..${EVENT_LOG_ROWS_MAX} (default 50)`,
+        },
+        { name: "cursor", type: "string", description: "next_cursor of the previous page" },
+      ],
+      handler: (request) => eventLog(request),
+    },
+  ];
 
   /**
    * Gaps by class over time (detection time, `buckets` equal buckets over [from, to)), per concentrator
    * and per meter (the most affected first). Scans at most GAP_TIMELINE_SCAN_ROWS_MAX gaps, newest first.
    */
-  app.get("/api/dashboard/gaps/timeline", { onRequest: guard("viewer") }, async (request) => {
+  async function gapTimeline(request: FastifyRequest) {
     const toMs = queryTime(request, "to") ?? deps.nowMs();
     const fromMs = queryTime(request, "from") ?? toMs - 7 * 24 * 3_600_000;
     if (toMs <= fromMs) throw new HeadendError("BAD_REQUEST", "from must be before to");
@@ -178,14 +230,14 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: ApiDeps): vo
       })),
       meters_total: byMeter.size,
     };
-  });
+  }
 
   /**
    * A meter's sealed event log, one page, each record re-checked now: decoded (CRC), its signature against
    * the provisioned event_seal key, and its prev_digest against the digest of record seq − 1 (or the
    * meter's genesis digest for seq 1).
    */
-  app.get("/api/dashboard/meters/:id/event-log", { onRequest: guard("viewer") }, async (request) => {
+  async function eventLog(request: FastifyRequest) {
     const meterId = (request.params as Record<string, unknown>).id;
     if (typeof meterId !== "string" || meterId.length === 0 || meterId.length > 128)
       throw new HeadendError("BAD_REQUEST", "path parameter id is missing or too long", "id");
@@ -267,5 +319,5 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: ApiDeps): vo
         return null;
       }
     }
-  });
+  }
 }

@@ -1,11 +1,9 @@
-// shell: serves the built web dashboard (web/dist, `npm run build:web`) at `/` and registers its read-only
-// aggregation endpoints. Plain files from one folder: index.html (never cached) and content-hashed assets
+// shell: serves the built web dashboard (web/dist, `npm run build:web`) at `/` (its read-only endpoints are
+// in dashboard-routes.ts, in the API's route table). Plain files from one folder: index.html (never cached) and content-hashed assets
 // (cached for good). Without a build, `/` answers with a page that says how to make one.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { extname, join, resolve, sep } from "node:path";
 import type { FastifyInstance, FastifyReply } from "fastify";
-import type { ApiDeps } from "./api.ts";
-import { registerDashboardRoutes } from "./dashboard-routes.ts";
 
 export const WEB_DIST_DIR = resolve(import.meta.dirname, "../../../web/dist");
 /** A file larger than this in web/dist is not served (the built dashboard is a few hundred KB). */
@@ -54,9 +52,8 @@ function sendFile(reply: FastifyReply, path: string, immutable: boolean): Fastif
   return reply.send(readFileSync(path));
 }
 
-/** The dashboard's files and endpoints on the API's Fastify instance. */
-export function registerWeb(app: FastifyInstance, deps: ApiDeps, distDir = WEB_DIST_DIR): void {
-  registerDashboardRoutes(app, deps);
+/** The dashboard's files on the API's Fastify instance. */
+export function registerWeb(app: FastifyInstance, distDir = WEB_DIST_DIR): void {
   const root = resolve(distDir);
   const serveIndex = async (_request: unknown, reply: FastifyReply) => {
     const index = join(root, "index.html");
