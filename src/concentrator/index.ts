@@ -16,5 +16,6 @@ export * from "./runtime/daemon.ts";
 export * from "./runtime/dlms-reader.ts";
 export * from "./runtime/file-store.ts";
 export * from "./runtime/journal.ts";
+export * from "./runtime/mbus-bridge.ts";
 export * from "./runtime/mqtt-link.ts";
 export * from "./sim.ts";

@@ -48,8 +48,8 @@ export function registerDcu(program: Command): void {
     .option("--id <ID>", "concentrator id (one MQTT topic level: [A-Za-z0-9._-])")
     .option("--hes <MQTT_URL>", "head-end broker, e.g. mqtt://127.0.0.1:1883")
     .option(
-      "--meter <dlms://HOST:PORT>",
-      "a DLMS/COSEM meter to poll (repeatable)",
+      "--meter <URL>",
+      "a meter to poll (repeatable): dlms://HOST:PORT (DLMS/COSEM over TCP) or mbus://HOST:PORT/ADDRESS (M-Bus behind a TCP serial bridge; primary 1..250 or 8-digit identification)",
       (value: string, all: string[]) => [...all, value],
       [],
     )
@@ -96,9 +96,14 @@ export function registerDcu(program: Command): void {
         usage("--id, --hes and --data are required (see --help)");
       }
       const bad = options.meter.find(
-        (m) => !/^dlms:\/\/(\[[0-9a-fA-F:.]+\]|[^/:[\]\s]+):\d{1,5}\/?$/.test(m),
+        (m) =>
+          !/^dlms:\/\/(\[[0-9a-fA-F:.]+\]|[^/:[\]\s]+):\d{1,5}\/?$/.test(m) &&
+          !/^mbus:\/\/(\[[0-9a-fA-F:.]+\]|[^/:[\]\s]+):\d{1,5}\/(\d{1,3}|\d{8})$/.test(m),
       );
-      if (bad !== undefined) usage(`--meter must look like dlms://HOST:PORT, got ${JSON.stringify(bad)}`);
+      if (bad !== undefined)
+        usage(
+          `--meter must look like dlms://HOST:PORT or mbus://HOST:PORT/PRIMARY|IDENTIFICATION, got ${JSON.stringify(bad)}`,
+        );
       const meterAuth = options.meterAuth;
       if (meterAuth !== "hls" && meterAuth !== "lls" && meterAuth !== "none")
         usage(`--meter-auth must be hls, lls or none, got ${JSON.stringify(meterAuth)}`);

@@ -12,6 +12,7 @@ import {
 } from "../../evidence/index.ts";
 import { Concentrator } from "../core/concentrator.ts";
 import { RoutingMeterReader } from "../core/cosem-reader.ts";
+import { type MbusMeterConfig, MbusMeterSource } from "../core/mbus-source.ts";
 import type { Clock, CommitJournal, MeterConfig } from "../core/ports.ts";
 import { checkDcuId } from "../core/wire.ts";
 import { ConcentratorError } from "../errors.ts";
@@ -25,6 +26,7 @@ import {
 } from "./dlms-reader.ts";
 import { FileDcuStore } from "./file-store.ts";
 import { openFileJournal } from "./journal.ts";
+import { parseMbusUrl, ReconnectingBridgeTransport } from "./mbus-bridge.ts";
 import { MqttLink } from "./mqtt-link.ts";
 
 /** How often the shell ticks the core (polls due, back-off expiries, ack deadlines). */
@@ -59,7 +61,10 @@ export interface DcuDaemonOptions {
   readonly pollIntervalMs: number;
   /** Simulated meters: one reading per this period (default 15 s). */
   readonly readingIntervalMs?: number;
-  /** DLMS/COSEM meters over TCP, `dlms://HOST:PORT` each; their ids are their device IDs. */
+  /**
+   * Meters to poll: `dlms://HOST:PORT` (DLMS/COSEM over TCP; the id is the meter's device ID) or
+   * `mbus://HOST:PORT/PRIMARY|IDENTIFICATION` (M-Bus behind a TCP serial bridge).
+   */
   readonly meterUrls?: readonly string[];
   /** How to associate with the DLMS meters: HLS-GMAC (default), LLS password, or none (public client). */
   readonly meterAuth?: "hls" | "lls" | "none";
@@ -84,6 +89,8 @@ export interface DcuDaemon {
   readonly concentrator: Concentrator;
   /** The DLMS/COSEM reader (null without meterUrls). */
   readonly dlmsReader: DlmsMeterReader | null;
+  /** The M-Bus meters behind TCP serial bridges (null without mbus:// URLs): their decode evidence. */
+  readonly mbusSource: MbusMeterSource | null;
   /** dlms:// URLs whose meter has not answered yet (polled once identified). */
   unidentifiedMeterUrls(): string[];
   /** The in-process simulated meters (`--sim-meters`): `amiproof up`'s lab endpoint raises events on them. */
@@ -130,7 +137,31 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
     simFleet = fleet;
   }
   const meterUrls = [...new Set(options.meterUrls ?? [])];
-  const addresses = meterUrls.map((url) => ({ url, ...parseDlmsUrl(url) }));
+  const addresses = meterUrls
+    .filter((url) => !url.startsWith("mbus:"))
+    .map((url) => ({ url, ...parseDlmsUrl(url) }));
+  // M-Bus meters: one bus per TCP serial bridge, reads on a bus serialised by the source.
+  const mbusUrls = meterUrls.filter((url) => url.startsWith("mbus:")).map(parseMbusUrl);
+  const bridges = new Map<string, ReconnectingBridgeTransport>();
+  let mbusSource: MbusMeterSource | null = null;
+  if (mbusUrls.length > 0) {
+    for (const m of mbusUrls)
+      if (!bridges.has(m.busId)) bridges.set(m.busId, new ReconnectingBridgeTransport(m.host, m.port));
+    const configs: MbusMeterConfig[] = mbusUrls.map((m) => ({
+      meterId: m.meterId,
+      busId: m.busId,
+      address: m.address,
+    }));
+    mbusSource = new MbusMeterSource(
+      [...bridges].map(([busId, transport]) => ({ busId, transport })),
+      configs,
+      clock,
+    );
+    for (const config of mbusSource.meterConfigs()) {
+      router.route(config.meterId, mbusSource);
+      meters.push(config);
+    }
+  }
   let dlmsReader: DlmsMeterReader | null = null;
   const unidentified: { url: string; host: string; port: number }[] = [];
   const idsPath = join(options.dataDir, METER_IDS_FILE);
@@ -182,7 +213,10 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
     }
   }
   if (meters.length === 0 && unidentified.length === 0)
-    throw new ConcentratorError("BAD_CONFIG", "no meters: give meterUrls (dlms://HOST:PORT) or simMeters");
+    throw new ConcentratorError(
+      "BAD_CONFIG",
+      "no meters: give meterUrls (dlms://HOST:PORT, mbus://HOST:PORT/ADDRESS) or simMeters",
+    );
 
   let link: MqttLink | null = null;
   let fatal: Error | null = null;
@@ -218,6 +252,13 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
       },
     },
   );
+  // M-Bus has no capture counter: its seq continues from the durable cursors (see core/mbus-source.ts).
+  if (mbusSource !== null) {
+    const cursors: Record<string, number> = {};
+    for (const config of mbusSource.meterConfigs())
+      cursors[config.meterId] = concentrator.meterCursor(config.meterId) ?? 0;
+    mbusSource.resume(cursors);
+  }
   log("started", {
     dcu_id: options.dcuId,
     epoch: concentrator.epoch,
@@ -278,6 +319,7 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
       clearInterval(identifyTimer);
       await concentrator.close();
       await dlmsReader?.close();
+      for (const bridge of bridges.values()) await bridge.close();
       await link?.close();
       await journal.close();
       secureElement.flushAudit();
@@ -291,6 +333,7 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
     concentrator,
     simFleet,
     dlmsReader,
+    mbusSource,
     unidentifiedMeterUrls: () => unidentified.map((a) => a.url),
     stop,
   };
