@@ -1,11 +1,18 @@
 import { SeededRandom } from "../evidence/index.ts";
 import type { LabReport, Scenario } from "./scenario.ts";
 import { fleetDay } from "./scenarios/fleet-day.ts";
+import { fleetRollback } from "./scenarios/fleet-rollback.ts";
 import { meterFlicker } from "./scenarios/meter-flicker.ts";
 import { storagePowerCut } from "./scenarios/storage-power-cut.ts";
 import { tamperFleet } from "./scenarios/tamper-fleet.ts";
 
-export const SCENARIOS: readonly Scenario[] = [meterFlicker, tamperFleet, storagePowerCut, fleetDay];
+export const SCENARIOS: readonly Scenario[] = [
+  meterFlicker,
+  tamperFleet,
+  storagePowerCut,
+  fleetDay,
+  fleetRollback,
+];
 
 export function findScenario(name: string): Scenario | undefined {
   return SCENARIOS.find((s) => s.name === name);

@@ -210,7 +210,9 @@ describe("campaign API", () => {
       assert.ok(actions.includes(action), `${action} audited`);
     }
     assert.equal((await call("GET", "/api/audit/verify", "admin")).json.ok, true);
-    const spec = await (await fetch(`${h.apiUrl}/openapi.json`)).json();
+    const spec = (await (await fetch(`${h.apiUrl}/openapi.json`)).json()) as {
+      paths: Record<string, unknown>;
+    };
     assert.ok("/api/campaigns/{id}/cancel" in spec.paths || "/api/campaigns/:id/cancel" in spec.paths);
   });
 

@@ -80,6 +80,7 @@ export type CampaignState =
 export const CAMPAIGNS_MAX = 1024;
 export const CAMPAIGN_METERS_MAX = 2_000_000;
 export const WAVES_MAX = 16;
+export const SLEEPING_RESERVE_PER_DCU_DEFAULT = 2;
 /** Reason strings of the head-end's own decisions (the meters' come from seed 000's rollback.log). */
 export const CONFIRM_MISMATCH = "CONFIRM_MISMATCH";
 
@@ -121,12 +122,21 @@ export interface CampaignSpec {
   readonly windowMs?: number;
   readonly sessionLimitPerDcu?: number;
   readonly sessionMs?: number;
+  /**
+   * Models whose meters sleep and wake on their own cycle (seed 001: gas meters every 30 minutes). Their
+   * commands are not staggered — the concentrator serves them when they wake — and each concentrator keeps
+   * `sleepingReservePerDcu` session places for them (default 2, when the campaign has sleeping meters).
+   */
+  readonly sleepingModels?: readonly string[];
+  readonly sleepingReservePerDcu?: number;
 }
 
 export interface MeterJob {
   readonly meterId: string;
   readonly dcuId: string;
   readonly wave: number;
+  /** A sleeping meter (seed 001): served when it wakes, outside the stagger plan. */
+  readonly sleeping: boolean;
   state: MeterCampaignState;
   reason: string | null;
   startAtMs: number | null;
@@ -163,6 +173,8 @@ export interface Campaign {
   readonly windowMs: number;
   readonly sessionLimitPerDcu: number;
   readonly sessionMs: number;
+  /** Session places per concentrator kept for sleeping meters (0 when there are none). */
+  readonly sleepingReserve: number;
   readonly meters: MeterJob[];
   readonly byMeter: Map<string, MeterJob>;
   skippedCurrent: number;
@@ -316,6 +328,7 @@ export class CampaignManager {
         meterId: m.meterId,
         dcuId: m.dcuId,
         wave,
+        sleeping: m.model !== null && (spec.sleepingModels ?? []).includes(m.model),
         state: "queued",
         reason: null,
         startAtMs: null,
@@ -328,6 +341,21 @@ export class CampaignManager {
         updatedMs: now,
       });
     });
+    const sessionLimitPerDcu = positive(
+      spec.sessionLimitPerDcu,
+      "sessionLimitPerDcu",
+      SESSION_LIMIT_PER_DCU_DEFAULT,
+      1024,
+    );
+    const anySleeping = meters.some((m) => m.sleeping);
+    const sleepingReserve = anySleeping
+      ? Math.min(sessionLimitPerDcu - 1, spec.sleepingReservePerDcu ?? SLEEPING_RESERVE_PER_DCU_DEFAULT)
+      : 0;
+    if (anySleeping && sleepingReserve < 1)
+      throw new CampaignError(
+        "BAD_REQUEST",
+        "sleeping meters need a session limit of at least 2 per concentrator",
+      );
     const id = `C${now.toString(36)}-${(++this.sequence).toString(36)}`;
     const campaign: Campaign = {
       id,
@@ -350,12 +378,8 @@ export class CampaignManager {
       errorShare: share(spec.errorShare, "errorShare", null),
       autoAdvance: spec.autoAdvance ?? true,
       windowMs: positive(spec.windowMs, "windowMs", STAGGER_WINDOW_MS_DEFAULT, 7 * 24 * 3_600_000),
-      sessionLimitPerDcu: positive(
-        spec.sessionLimitPerDcu,
-        "sessionLimitPerDcu",
-        SESSION_LIMIT_PER_DCU_DEFAULT,
-        1024,
-      ),
+      sessionLimitPerDcu,
+      sleepingReserve,
       sessionMs: positive(spec.sessionMs, "sessionMs", SESSION_MS_DEFAULT, 3_600_000),
       meters,
       byMeter: new Map(meters.map((m) => [m.meterId, m])),
@@ -651,17 +675,22 @@ export class CampaignManager {
     }
     if (pending.length === 0) return;
     const now = this.options.nowMs();
-    const plan = staggerStartTimes(pending, {
+    // Listening meters are staggered within the places left after the sleeping meters' reserve; sleeping
+    // ones are due at once and served by their concentrator when they wake.
+    const awake = pending.filter((m) => !m.sleeping);
+    const plan = staggerStartTimes(awake, {
       windowMs: c.windowMs,
-      sessionLimitPerDcu: c.sessionLimitPerDcu,
+      sessionLimitPerDcu: c.sessionLimitPerDcu - c.sleepingReserve,
       sessionMs: c.sessionMs,
       rng: this.options.rng,
     });
+    const offsets = new Map<MeterJob, number>();
+    for (const [i, m] of awake.entries()) offsets.set(m, plan.offsetsMs[i]!);
     const image = c.kind === "update" ? this.requireImage(c) : undefined;
     const lifetime = this.options.otpLifetimeMs ?? OTP_LIFETIME_MS_DEFAULT;
     const byDcu = new Map<string, FirmwareCommand[]>();
-    pending.forEach((m, i) => {
-      const startAtMs = now + plan.offsetsMs[i]!;
+    for (const m of pending) {
+      const startAtMs = now + (offsets.get(m) ?? 0);
       m.startAtMs = startAtMs;
       m.dispatched = true;
       const auth =
@@ -680,7 +709,7 @@ export class CampaignManager {
         byDcu.set(m.dcuId, list);
       }
       list.push({ meterId: m.meterId, action: c.kind, targetChecksum: c.imageChecksum, startAtMs, auth });
-    });
+    }
     for (const [dcuId, commands] of byDcu) {
       for (let at = 0; at < commands.length; at += FIRMWARE_JOB_COMMANDS_MAX) {
         this.options.send({
