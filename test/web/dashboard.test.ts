@@ -238,6 +238,16 @@ describe("web dashboard in chromium", () => {
     ).paths;
     if ("/api/campaigns" in paths) {
       await desktop.locator("summary", { hasText: "Create a campaign" }).waitFor();
+      if (lab.campaign !== null) {
+        // Waves with progress bars, counts per meter state, the operator's buttons.
+        const card = desktop.locator("article.campaign", { hasText: lab.campaign });
+        await card.waitFor();
+        assert.ok((await card.locator("progress").count()) >= 3, "overall progress and one bar per wave");
+        assert.match((await card.locator(".state-counts").textContent()) ?? "", /confirmed\s*2/);
+        assert.equal(await card.locator('button[data-action="pause"]').count(), 1);
+        assert.equal(await card.locator('button[data-action="approve"]').count(), 0, "running: no approve");
+        assert.match((await card.textContent()) ?? "", /ERROR_CRC_MISMATCH × 1/);
+      }
     } else {
       await desktop.locator(".empty", { hasText: "no campaign API" }).waitFor();
       assert.equal(await desktop.locator("summary", { hasText: "Create a campaign" }).count(), 0);
@@ -250,6 +260,11 @@ describe("web dashboard in chromium", () => {
     await reader.locator("#s-campaigns ~ div").locator(".empty, .campaigns").first().waitFor();
     assert.equal(await reader.locator("#fw-file").count(), 0, "no upload form for a viewer");
     assert.equal(await reader.locator("summary", { hasText: "Create a campaign" }).count(), 0);
+    if (lab.campaign !== null) {
+      const card = reader.locator("article.campaign", { hasText: lab.campaign });
+      await card.waitFor();
+      assert.equal(await card.locator("button").count(), 0, "a viewer has no campaign buttons");
+    }
 
     const phone = await open("operator", "phone");
     const pages = [

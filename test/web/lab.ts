@@ -6,13 +6,21 @@
 //    `tokens: DIR` (files admin, operator, viewer — with or without `.token`), and the admin endpoint
 //    `POST /api/lab/meters/:id/tamper {"kind":"magnet"}` puts a magnet on a virtual meter.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type MqttClient } from "mqtt";
-import { encodeAlert, encodeBatch, type ReadingRecordFields, toHex } from "../../src/evidence/index.ts";
-import { type HeadendHandle, startHeadend } from "../../src/headend/index.ts";
+import {
+  encodeAlert,
+  encodeBatch,
+  encodeFirmwareProgress,
+  firmwareProgressTopic,
+  type ReadingRecordFields,
+  toHex,
+} from "../../src/evidence/index.ts";
+import { FIRMWARE_CA_FILE, type HeadendHandle, startHeadend } from "../../src/headend/index.ts";
 import { TestDcu, TestMeter } from "../headend/helpers.ts";
+import { image, pki } from "../meter/firmware-harness.ts";
 
 export type Role = "admin" | "operator" | "viewer";
 
@@ -23,6 +31,8 @@ export interface Lab {
   readonly tokens: Readonly<Record<Role, string>>;
   /** A meter whose readings and sealed events the head-end holds. */
   readonly meterId: string;
+  /** A running firmware campaign the lab set up (name), or null when it sets up none. */
+  readonly campaign: string | null;
   /** Puts a magnet on `meterId`'s meter; resolves once the injection was handed over (not yet alerted). */
   injectMagnet(meterId: string): Promise<void>;
   api(method: string, path: string, role: Role, body?: unknown): Promise<{ status: number; json: unknown }>;
@@ -76,6 +86,8 @@ export async function startHeadendLab(): Promise<Lab> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
+    // The firmware CA the head-end's repository checks images against (campaigns).
+    writeFileSync(join(dir, FIRMWARE_CA_FILE), pki.ca.certificatePem);
     h = await startHeadend({
       dbUrl: `sqlite:${join(dir, "headend.db")}`,
       brokerPort: 0,
@@ -180,11 +192,67 @@ export async function startHeadendLab(): Promise<Lab> {
       (await handle.store.counts()).eventsTotal >= 1 ? true : null,
     );
 
+    // A firmware campaign on the pilot group (10 meters), running its first wave: 2 confirmed, 1 failed.
+    const update = image("app", 1_001_000);
+    const uploaded = await call("POST", "/api/campaigns/images", "admin", {
+      image_base64: Buffer.from(update.bytes).toString("base64"),
+    });
+    if (uploaded.status !== 201) throw new Error(`uploading an image: ${JSON.stringify(uploaded.json)}`);
+    const checksum = (uploaded.json as { checksum: string }).checksum;
+    const campaign = "app 1.1.0 pilot";
+    const created = await call("POST", "/api/campaigns", "operator", {
+      name: campaign,
+      kind: "update",
+      image_checksum: checksum,
+      targets: { groups: ["pilot"] },
+      waves: [50, 100],
+      window_minutes: 1,
+    });
+    if (created.status !== 201) throw new Error(`creating a campaign: ${JSON.stringify(created.json)}`);
+    const id = (created.json as { campaign_id: string }).campaign_id;
+    for (const step of ["approve", "start"]) {
+      const r = await call("POST", `/api/campaigns/${id}/${step}`, "operator", {});
+      if (r.status !== 200) throw new Error(`campaign ${step}: ${JSON.stringify(r.json)}`);
+    }
+    const progress = (meterId: string, state: "done" | "failed", reason: string | null) =>
+      mqtt.publishAsync(
+        firmwareProgressTopic(dcu.dcuId),
+        Buffer.from(
+          encodeFirmwareProgress({
+            campaignId: id,
+            dcuId: dcu.dcuId,
+            reports: [
+              {
+                meterId,
+                state,
+                reason,
+                blocksDone: 1,
+                blocksTotal: 1,
+                activeChecksum: state === "done" ? checksum : null,
+                firmwareId: null,
+                atMs: Date.now(),
+              },
+            ],
+          }),
+        ),
+        { qos: 1 },
+      );
+    await progress("MTR-0001", "done", null);
+    await progress("MTR-0002", "done", null);
+    await progress("MTR-0003", "failed", "ERROR_CRC_MISMATCH");
+    await until("the campaign's progress", 10_000, async () => {
+      const c = (await call("GET", `/api/campaigns/${id}`, "viewer")).json as {
+        counts?: Record<string, number>;
+      };
+      return (c.counts?.confirmed ?? 0) + (c.counts?.failed ?? 0) >= 3 ? true : null;
+    });
+
     return {
       kind: "headend",
       dashboardUrl: `${handle.apiUrl}/`,
       tokens: handle.tokens,
       meterId: target.meterId,
+      campaign,
       api: call,
       async injectMagnet(meterId) {
         const meter = meters.find((m) => m.meterId === meterId);
@@ -280,6 +348,7 @@ export async function startUpLab(options: { meters?: number; dcus?: number } = {
       dashboardUrl,
       tokens,
       meterId,
+      campaign: null,
       api: call,
       async injectMagnet(id) {
         const result = await call("POST", `/api/lab/meters/${encodeURIComponent(id)}/tamper`, "admin", {

@@ -7,6 +7,17 @@ import { type PageContext, pageLife } from "./page.ts";
 
 export const CAMPAIGN_REFRESH_MS = 3_000;
 
+/** The campaign states in which each known action applies (unknown actions are always offered). */
+const ACTION_STATES: Readonly<Record<string, readonly string[]>> = {
+  approve: ["pending_approval"],
+  start: ["approved"],
+  pause: ["running", "awaiting_operator"],
+  resume: ["paused"],
+  advance: ["awaiting_operator"],
+  retry: ["running", "paused", "awaiting_operator", "completed"],
+  cancel: ["pending_approval", "approved", "running", "awaiting_operator", "paused"],
+};
+
 interface Operation {
   method: string;
   path: string;
@@ -36,6 +47,7 @@ interface Campaign {
   current_wave?: number;
   waves?: { wave: number; size: number; confirmed: number; failed: number; rolled_back: number }[];
   window_ms?: number;
+  reasons?: Record<string, number>;
   [key: string]: unknown;
 }
 
@@ -174,6 +186,10 @@ export function renderCampaigns(ctx: PageContext): () => void {
     const size = c.meters ?? Object.values(counts).reduce((a, b) => a + b, 0);
     const buttons = actions
       .filter(allowed)
+      .filter((o) => {
+        const valid = ACTION_STATES[o.path.split("/").pop() ?? ""];
+        return valid === undefined || valid.includes(c.state);
+      })
       .map((o) => {
         const action = o.path.split("/").pop() ?? "";
         // A rollback's approval and start, and any cancel, are confirmed naming the window and fleet size.
@@ -230,6 +246,16 @@ export function renderCampaigns(ctx: PageContext): () => void {
       Object.keys(counts).length === 0
         ? null
         : h("ul", { class: "state-counts" }, Object.entries(counts).map(([state, n]) => h("li", {}, h("span", { class: "hint" }, state), " ", h("strong", {}, fmtNumber(n))))),
+      Object.keys(c.reasons ?? {}).length === 0
+        ? null
+        : h(
+            "p",
+            { class: "hint" },
+            "Reasons: ",
+            Object.entries(c.reasons ?? {})
+              .map(([reason, n]) => `${reason} × ${n}`)
+              .join(", "),
+          ),
       buttons.length === 0 ? null : h("div", { class: "actions" }, buttons),
     );
   }
