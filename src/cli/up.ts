@@ -15,6 +15,7 @@ import {
 } from "../concentrator/index.ts";
 import { FileSecureElement, SeededRandom } from "../evidence/index.ts";
 import { type Authorize, type HeadendHandle, startHeadend } from "../headend/index.ts";
+import { startFleet } from "../meter/runtime/fleet.ts";
 
 export const UP_METERS_DEFAULT = 20;
 export const UP_DCUS_DEFAULT = 2;
@@ -22,7 +23,7 @@ export const UP_METERS_MAX = 100_000;
 export const UP_DCUS_MAX = 1_000;
 /** A demo fleet: a reading every 15 s per meter (real meters: 15 min) so charts fill within minutes. */
 export const UP_READING_INTERVAL_MS = 15_000;
-export const UP_POLL_INTERVAL_MS = 5_000;
+export const UP_POLL_INTERVAL_MS = 1_000;
 /** How long an injected magnet is held to a meter. */
 export const UP_TAMPER_HOLD_MS = 10_000;
 
@@ -42,6 +43,12 @@ export interface UpOptions {
   readonly dbSchema?: string;
   /** Concentrator ids are <prefix>-001…; distinct prefixes keep systems apart on a shared broker. */
   readonly dcuPrefix?: string;
+  /**
+   * "dlms": virtual meters (src/meter) serving DLMS/COSEM on local TCP ports, polled by the concentrators
+   * over HLS-GMAC, as in the field (default up to UP_DLMS_METERS_MAX meters). "sim": meters simulated
+   * inside each concentrator (no DLMS; for fleets beyond a port per meter).
+   */
+  readonly meterSource?: MeterSource;
   readonly readingIntervalMs?: number;
   readonly pollIntervalMs?: number;
   readonly batchAgeMaxMs?: number;
@@ -57,6 +64,7 @@ export interface UpMeter {
 }
 
 export interface UpHandle {
+  readonly meterSource: MeterSource;
   readonly headend: HeadendHandle;
   readonly apiUrl: string;
   readonly mqttUrl: string;
@@ -69,6 +77,14 @@ export interface UpHandle {
   statusLine(): Promise<string>;
   /** Clean stop: concentrators drain and persist, the head-end commits and acks its in-flight batch. */
   stop(): Promise<void>;
+}
+
+export type MeterSource = "dlms" | "sim";
+/** One TCP port per DLMS meter: beyond this, `up` simulates meters inside the concentrators. */
+export const UP_DLMS_METERS_MAX = 1_000;
+
+export function defaultMeterSource(meters: number): MeterSource {
+  return meters <= UP_DLMS_METERS_MAX ? "dlms" : "sim";
 }
 
 export const TAMPER_KINDS = ["magnet", "cover_open"] as const;
@@ -103,41 +119,63 @@ export async function startUp(options: UpOptions): Promise<UpHandle> {
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const readingIntervalMs = options.readingIntervalMs ?? UP_READING_INTERVAL_MS;
 
+  const meterSource = options.meterSource ?? defaultMeterSource(options.meters);
+  if (meterSource === "dlms" && options.meters > UP_DLMS_METERS_MAX)
+    throw new UpError("BAD_REQUEST", `DLMS meters take a TCP port each: at most ${UP_DLMS_METERS_MAX}`);
+
   const counts = metersPerDcu(options.meters, options.dcus);
+  const dcuIds = counts.map((_, i) => dcuIdAt(i, options.dcuPrefix));
+  // DLMS: real virtual meters (metrology, sealed log, tamper rules, NVM on disk) served over TCP; their
+  // load profile captures a reading every readingIntervalMs (a demo pace; the field's is 15 min).
+  const fleet =
+    meterSource === "dlms"
+      ? await startFleet({
+          baseId: `${options.dcuPrefix ?? "MTR"}-MTR`,
+          count: options.meters,
+          listenPort: 0,
+          dataDir: join(options.dataDir, "meters"),
+          profilePeriodMs: readingIntervalMs,
+        })
+      : null;
+  let next = 0;
   const plan = counts.map((count, i) => {
-    const dcuId = dcuIdAt(i, options.dcuPrefix);
-    return { dcuId, dataDir: join(options.dataDir, dcuId), meterIds: simMeterIds(dcuId, count) };
+    const dcuId = dcuIds[i]!;
+    const first = next;
+    next += count;
+    return {
+      dcuId,
+      dataDir: join(options.dataDir, dcuId),
+      meterIds: fleet === null ? simMeterIds(dcuId, count) : fleet.meters.slice(first, next).map((m) => m.id),
+      meterUrls:
+        fleet === null ? [] : fleet.ports.slice(first, next).map((port) => `dlms://127.0.0.1:${port}`),
+    };
   });
-  // Virtual meters live inside their concentrator (the simulated M-Bus/DLMS side); their event_seal keys
-  // derive from their ids, as the daemon's fleet does.
-  const keyFleets = new Map(
-    plan.map((p) => [
-      p.dcuId,
-      new SimMeterFleet(p.meterIds, { nowMs: () => SIM_ANCHOR_MS }, new SeededRandom(1), {
-        readingIntervalMs,
-        anchorMs: SIM_ANCHOR_MS,
-      }),
-    ]),
-  );
   const meters: UpMeter[] = plan.flatMap((p) => p.meterIds.map((meterId) => ({ meterId, dcuId: p.dcuId })));
   const meterIndex = new Map(meters.map((m) => [m.meterId, m]));
+  const fleetMeters = new Map((fleet?.meters ?? []).map((m) => [m.id, m]));
   const dcus: { dcuId: string; daemon: DcuDaemon }[] = [];
 
   let injectTamper: UpHandle["injectTamper"] = () => {
     throw new UpError("NOT_FOUND", "not started");
   };
-  const headend = await startHeadend({
-    dataDir: join(options.dataDir, "headend"),
-    httpPort: options.httpPort,
-    ...(options.httpHost === undefined ? {} : { httpHost: options.httpHost }),
-    brokerPort: options.mqttPort,
-    ...(options.mqttUrl === undefined ? {} : { mqttUrl: options.mqttUrl }),
-    ...(options.dbUrl === undefined ? {} : { dbUrl: options.dbUrl }),
-    ...(options.dbSchema === undefined ? {} : { dbSchema: options.dbSchema }),
-    clientIdPrefix: `amiproof-up-${createHash("sha256").update(options.dataDir).digest("hex").slice(0, 8)}`,
-    logLevel: options.logLevel ?? "warn",
-    extraRoutes: (app, authorize) => labRoutes(app, authorize, (id, kind) => injectTamper(id, kind)),
-  });
+  let headend: HeadendHandle;
+  try {
+    headend = await startHeadend({
+      dataDir: join(options.dataDir, "headend"),
+      httpPort: options.httpPort,
+      ...(options.httpHost === undefined ? {} : { httpHost: options.httpHost }),
+      brokerPort: options.mqttPort,
+      ...(options.mqttUrl === undefined ? {} : { mqttUrl: options.mqttUrl }),
+      ...(options.dbUrl === undefined ? {} : { dbUrl: options.dbUrl }),
+      ...(options.dbSchema === undefined ? {} : { dbSchema: options.dbSchema }),
+      clientIdPrefix: `amiproof-up-${createHash("sha256").update(options.dataDir).digest("hex").slice(0, 8)}`,
+      logLevel: options.logLevel ?? "warn",
+      extraRoutes: (app, authorize) => labRoutes(app, authorize, (id, kind) => injectTamper(id, kind)),
+    });
+  } catch (error) {
+    await fleet?.stop();
+    throw error;
+  }
   try {
     // The asset register: each concentrator's batch_sign key and each meter's event_seal key.
     const nowMs = Date.now();
@@ -146,13 +184,20 @@ export async function startUp(options: UpOptions): Promise<UpHandle> {
       const publicKey = FileSecureElement.open(join(p.dataDir, "se"), p.dcuId).publicKey("batch_sign");
       await headend.registry.registerConcentrator({ dcuId: p.dcuId, batchSignPublicKey: publicKey }, nowMs);
       headend.ingest.forgetChain(p.dcuId);
-      const fleet = keyFleets.get(p.dcuId)!;
+      // Simulated meters' keys derive from their ids, as the daemon's fleet does.
+      const keys =
+        fleet === null
+          ? new SimMeterFleet(p.meterIds, { nowMs: () => SIM_ANCHOR_MS }, new SeededRandom(1), {
+              readingIntervalMs,
+              anchorMs: SIM_ANCHOR_MS,
+            })
+          : null;
       await headend.registry.registerMeters(
         p.meterIds.map((meterId) => ({
           meterId,
-          eventSealPublicKey: fleet.eventPublicKey(meterId),
+          eventSealPublicKey: keys?.eventPublicKey(meterId) ?? fleetMeters.get(meterId)!.eventPublicKey,
           dcuId: p.dcuId,
-          model: "AMP-SIM-1",
+          model: fleet === null ? "AMP-SIM-1" : "AMP-VM-1",
         })),
         nowMs,
       );
@@ -162,9 +207,10 @@ export async function startUp(options: UpOptions): Promise<UpHandle> {
         dcuId: p.dcuId,
         hesUrl: headend.mqttUrl,
         dataDir: p.dataDir,
-        simMeters: p.meterIds.length,
+        ...(fleet === null
+          ? { simMeters: p.meterIds.length, readingIntervalMs }
+          : { meterUrls: p.meterUrls }),
         pollIntervalMs: options.pollIntervalMs ?? UP_POLL_INTERVAL_MS,
-        readingIntervalMs,
         ...(options.batchAgeMaxMs === undefined ? {} : { batchAgeMaxMs: options.batchAgeMaxMs }),
         ...(options.statusIntervalMs === undefined ? {} : { statusIntervalMs: options.statusIntervalMs }),
         ...(options.dcuLog === undefined
@@ -179,12 +225,23 @@ export async function startUp(options: UpOptions): Promise<UpHandle> {
   } catch (error) {
     for (const d of dcus) await d.daemon.stop().catch(() => {});
     await headend.close();
+    await fleet?.stop();
     throw error;
   }
 
   injectTamper = (meterId, kind) => {
     const meter = meterIndex.get(meterId);
     if (meter === undefined) throw new UpError("NOT_FOUND", `no virtual meter ${meterId}`);
+    const real = fleetMeters.get(meterId);
+    if (real !== undefined) {
+      // A magnet held to the meter (field beyond 50 mT with the CT's phase anomaly), or its cover opened:
+      // the meter's own tamper rules, time gates included, decide and seal the event.
+      const now = Date.now();
+      if (kind === "magnet")
+        real.injectSensors({ fieldMilliTesla: 80, pfAnomaly: true }, now + UP_TAMPER_HOLD_MS);
+      else real.coverEdge(now, true); // the cover switch's interrupt; debounced by the meter
+      return { meterId, kind };
+    }
     const dcu = dcus.find((d) => d.dcuId === meter.dcuId)!;
     if (dcu.daemon.simFleet === null) throw new UpError("NOT_FOUND", `${meterId} is not a simulated meter`);
     dcu.daemon.simFleet.raiseEvent(
@@ -198,6 +255,7 @@ export async function startUp(options: UpOptions): Promise<UpHandle> {
 
   let stopping: Promise<void> | null = null;
   return {
+    meterSource,
     headend,
     apiUrl: headend.apiUrl,
     mqttUrl: headend.mqttUrl,
@@ -222,6 +280,7 @@ export async function startUp(options: UpOptions): Promise<UpHandle> {
         // next start), then the head-end (the batch in its commit stage is committed and acked).
         for (const d of dcus) await d.daemon.stop();
         await headend.close();
+        await fleet?.stop();
       })();
       return stopping;
     },

@@ -59,9 +59,13 @@ interface Variant {
   readonly name: string;
   readonly mqttUrl?: string;
   readonly dbUrl?: string;
+  readonly meterSource?: "dlms" | "sim";
 }
 
-const variants: Variant[] = [{ name: "embedded defaults (SQLite, aedes)" }];
+const variants: Variant[] = [
+  { name: "embedded defaults (SQLite, aedes), DLMS meters" },
+  { name: "embedded defaults, meters simulated in the concentrators", meterSource: "sim" },
+];
 if (process.env.AMIPROOF_NO_POSTGRES === "1" || process.env.AMIPROOF_NO_MOSQUITTO === "1") {
   console.log(
     "up.test: the PostgreSQL + Mosquitto variant was NOT run (AMIPROOF_NO_POSTGRES / AMIPROOF_NO_MOSQUITTO)",
@@ -87,12 +91,14 @@ for (const variant of variants) {
         batchAgeMaxMs: 300,
         statusIntervalMs: 500,
         dcuPrefix: `up${tag}`,
+        ...(variant.meterSource === undefined ? {} : { meterSource: variant.meterSource }),
         ...(variant.mqttUrl === undefined ? {} : { mqttUrl: variant.mqttUrl }),
         ...(variant.dbUrl === undefined ? {} : { dbUrl: variant.dbUrl, dbSchema: `amiproof_up_${tag}` }),
       });
       let stopped = false;
       try {
         assert.equal(up.meters.length, 8);
+        assert.equal(up.meterSource, variant.meterSource ?? "dlms");
         // Readings flow from every meter.
         await until(async () => {
           const page = await call(up, "viewer", "GET", "/api/meters?limit=100");

@@ -1,7 +1,14 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { DEFAULT_MQTT_PORT } from "../../headend/index.ts";
-import { startUp, UP_DCUS_MAX, UP_METERS_MAX, type UpHandle } from "../up.ts";
+import {
+  defaultMeterSource,
+  startUp,
+  UP_DCUS_MAX,
+  UP_DLMS_METERS_MAX,
+  UP_METERS_MAX,
+  type UpHandle,
+} from "../up.ts";
 
 interface UpCliOptions {
   meters: string;
@@ -16,6 +23,7 @@ interface UpCliOptions {
   pollIntervalMs: string;
   logLevel: string;
   status: boolean;
+  meterSource?: string;
 }
 
 /** The status line is redrawn this often on a terminal; printed as a plain line this often otherwise. */
@@ -50,7 +58,11 @@ export function registerUp(program: Command): void {
     )
     .option("--db <url>", "head-end store: sqlite:PATH (default <data>/headend/headend.db) or postgres://…")
     .option("--reading-interval-ms <ms>", "a reading per meter this often (demo pace)", "15000")
-    .option("--poll-interval-ms <ms>", "concentrators poll each meter this often", "5000")
+    .option("--poll-interval-ms <ms>", "concentrators poll each meter this often", "1000")
+    .option(
+      "--meter-source <source>",
+      `dlms: virtual meters served over DLMS/COSEM on local TCP ports (default up to ${UP_DLMS_METERS_MAX}); sim: simulated inside the concentrators`,
+    )
     .option("--log-level <level>", "head-end log level (pino), on stderr", "warn")
     .option("--no-status", "no live status line")
     .action(async (options: UpCliOptions) => {
@@ -61,6 +73,13 @@ export function registerUp(program: Command): void {
       const mqttPort = intIn(options.mqttPort, "--mqtt-port", 0, 65_535);
       const readingIntervalMs = intIn(options.readingIntervalMs, "--reading-interval-ms", 1_000, 86_400_000);
       const pollIntervalMs = intIn(options.pollIntervalMs, "--poll-interval-ms", 100, 86_400_000);
+      const meterSource = options.meterSource ?? defaultMeterSource(meters);
+      if (meterSource !== "dlms" && meterSource !== "sim")
+        usage(`--meter-source must be dlms or sim, got ${JSON.stringify(meterSource)}`);
+      if (meterSource === "dlms" && meters > UP_DLMS_METERS_MAX)
+        usage(
+          `--meter-source dlms serves at most ${UP_DLMS_METERS_MAX} meters (a TCP port each); use --meter-source sim`,
+        );
       const dataDir = resolve(options.data);
       const started = Date.now();
       let up: UpHandle;
@@ -76,6 +95,7 @@ export function registerUp(program: Command): void {
           ...(options.db === undefined ? {} : { dbUrl: options.db }),
           readingIntervalMs,
           pollIntervalMs,
+          meterSource,
           logLevel: options.logLevel,
         });
       } catch (error) {
@@ -85,7 +105,7 @@ export function registerUp(program: Command): void {
       const out = process.stdout;
       out.write(
         [
-          `amiproof up: ${meters} virtual meters behind ${dcus} concentrators, started in ${Date.now() - started} ms`,
+          `amiproof up: ${meters} virtual meters (${meterSource === "dlms" ? "DLMS/COSEM over TCP, HLS-GMAC" : "simulated in the concentrators"}) behind ${dcus} concentrators, started in ${Date.now() - started} ms`,
           `dashboard: ${up.apiUrl}/`,
           `api: ${up.apiUrl}/api (OpenAPI ${up.apiUrl}/openapi.json, metrics ${up.apiUrl}/metrics)`,
           `mqtt: ${up.mqttUrl}`,
