@@ -315,7 +315,9 @@ export class DlmsMeterReader implements MeterReader {
    */
   async identify(host: string, port: number): Promise<string> {
     const where = `${host}:${port}`;
+    await this.acquire(); // a fleet identified at start opens at most associationsActiveMax sockets at once
     try {
+      if (this.closed) throw new ConcentratorError("IFACE_UNREACHABLE", "reader closed", where);
       const link = await openWrapperLink(
         host,
         port,
@@ -334,6 +336,8 @@ export class DlmsMeterReader implements MeterReader {
       }
     } catch (error) {
       throw ifaceErrorOf(error, where);
+    } finally {
+      this.release();
     }
   }
 
