@@ -456,3 +456,51 @@ test("comms-stack images are confirmed by the version in the firmware identifier
   assert.equal(c.meters[0]!.state, "confirmed");
   assert.equal(c.meters[1]!.state, "failed");
 });
+
+test("sleeping meters (seed 001 gas, waking every 30 minutes) are due at once and keep their session places", () => {
+  const { manager, sent } = rig();
+  const meters = fleet(60, 1).map((m, i) => ({ ...m, model: i % 6 === 0 ? "GAS-1" : "AMI-1PH" }));
+  const c = manager.create(
+    {
+      name: "rb",
+      kind: "rollback_full",
+      imageChecksum: "ab".repeat(32),
+      targets: {},
+      sessionLimitPerDcu: 3,
+      sessionMs: 20_000,
+      windowMs: 10 * 60_000,
+      sleepingModels: ["GAS-1"],
+    },
+    meters,
+    admin,
+  );
+  assert.equal(c.sleepingReserve, 2);
+  manager.approve(c.id, admin);
+  manager.start(c.id, admin);
+  const commands = sent.flatMap((m) => m.commands);
+  const gas = new Set(meters.filter((m) => m.model === "GAS-1").map((m) => m.meterId));
+  for (const cmd of commands)
+    if (gas.has(cmd.meterId)) assert.equal(cmd.startAtMs, T0, "served when it wakes");
+  const awake = commands.filter((cmd) => !gas.has(cmd.meterId));
+  const peaks = peakConcurrentSessions(
+    awake.map((cmd) => ({ key: "DCU-0", startMs: cmd.startAtMs - T0, durationMs: 20_000 })),
+  );
+  assert.equal(peaks.get("DCU-0"), 1, "listening meters use the places left: 3 − 2");
+  assert.equal(
+    code(() =>
+      manager.create(
+        {
+          name: "x",
+          kind: "rollback_full",
+          imageChecksum: "ab".repeat(32),
+          targets: {},
+          sessionLimitPerDcu: 1,
+          sleepingModels: ["GAS-1"],
+        },
+        meters,
+        admin,
+      ),
+    ),
+    "BAD_REQUEST",
+  );
+});

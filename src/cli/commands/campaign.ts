@@ -29,9 +29,15 @@ class CliFailure extends Error {
 
 function connection(options: ApiOptions): { base: string; token: string } {
   const base = (options.api ?? process.env.AMIPROOF_API ?? "http://127.0.0.1:8080").replace(/\/+$/, "");
-  let token = options.token ?? process.env.AMIPROOF_TOKEN;
-  if (token === undefined && options.tokenFile !== undefined)
-    token = readFileSync(options.tokenFile, "utf8").trim();
+  let token = options.token;
+  if (token === undefined && options.tokenFile !== undefined) {
+    try {
+      token = readFileSync(options.tokenFile, "utf8").trim();
+    } catch (error) {
+      throw new CliFailure(`cannot read --token-file: ${(error as Error).message}`, EXIT_USAGE);
+    }
+  }
+  if (token === undefined || token === "") token = process.env.AMIPROOF_TOKEN;
   if (token === undefined || token === "")
     throw new CliFailure("a token is needed: --token, --token-file or AMIPROOF_TOKEN", EXIT_USAGE);
   return { base, token };
