@@ -1,11 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { connect as netConnect } from "node:net";
 import type { Command } from "commander";
 import {
   annotate,
   captureToJson,
   captureToText,
   connectDlms,
+  connectHdlc,
+  DATA_ACCESS_RESULTS,
   type DlmsClient,
   DlmsError,
   decodeCapture,
@@ -14,7 +17,7 @@ import {
   type Obis,
   parseHex,
   parseObis,
-  type TcpClient,
+  serverAddress,
   transferImage,
 } from "../../dlms/index.ts";
 
@@ -87,27 +90,57 @@ export function registerDlms(program: Command): void {
       .option("--hls", "HLS-GMAC (security suite 0) as the management client, all APDUs ciphered")
       .option("--ek <hex>", "global encryption key for --hls", "000102030405060708090a0b0c0d0e0f")
       .option("--ak <hex>", "authentication key for --hls", "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf")
-      .option("--system-title <hex>", "client system title for --hls", "4142430000000001");
+      .option("--system-title <hex>", "client system title for --hls", "4142430000000001")
+      .option(
+        "--hdlc [server]",
+        "HDLC (IEC 62056-46) over a TCP serial bridge instead of the wrapper; server HDLC address UPPER or UPPER/LOWER (default 1)",
+      );
 
   withSessionOptions(
     dlms
       .command("get")
       .description("read an attribute over DLMS/COSEM (TCP wrapper)")
       .argument("<target>", "HOST:PORT")
-      .argument("<obis>", "OBIS code with optional :ATTR (default attribute 2), e.g. 1.0.1.8.0.255:2")
+      .argument(
+        "<obis...>",
+        "OBIS code with optional :ATTR (default attribute 2), e.g. 1.0.1.8.0.255:2; several are read in one GET with-list",
+      )
       .option("--class <id>", "interface class (guessed from the OBIS code when omitted)")
       .option("--json", "print the value as JSON"),
   ).action(
-    async (target: string, obisArg: string, o: SessionOptions & { class?: string; json?: boolean }) => {
+    async (target: string, obisArgs: string[], o: SessionOptions & { class?: string; json?: boolean }) => {
       await withSession("get", target, o, async (client) => {
-        const { obis, attributeId } = parseTarget(obisArg);
-        const classId = o.class === undefined ? guessClass(obis) : Number(o.class);
-        const json = annotate(await client.get(classId, obis, attributeId));
-        process.stdout.write(
-          o.json
-            ? `${JSON.stringify(json)}\n`
-            : `${formatObis(obis)} class ${classId} attribute ${attributeId}: ${JSON.stringify(json, null, 2)}\n`,
-        );
+        const items = obisArgs.map((arg) => {
+          const { obis, attributeId } = parseTarget(arg);
+          return { obis, attributeId, classId: o.class === undefined ? guessClass(obis) : Number(o.class) };
+        });
+        if (items.length === 1) {
+          const { obis, attributeId, classId } = items[0]!;
+          const json = annotate(await client.get(classId, obis, attributeId));
+          process.stdout.write(
+            o.json
+              ? `${JSON.stringify(json)}\n`
+              : `${formatObis(obis)} class ${classId} attribute ${attributeId}: ${JSON.stringify(json, null, 2)}\n`,
+          );
+          return;
+        }
+        const results = await client.getWithList(items);
+        const rows = results.map((result, i) => {
+          const { obis, attributeId, classId } = items[i]!;
+          const head = { obis: formatObis(obis), class_id: classId, attribute_id: attributeId };
+          return "data" in result
+            ? { ...head, value: annotate(result.data) }
+            : { ...head, error: DATA_ACCESS_RESULTS[result.error] ?? `data-access-result ${result.error}` };
+        });
+        if (o.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
+        else
+          for (const row of rows)
+            process.stdout.write(
+              `${row.obis} class ${row.class_id} attribute ${row.attribute_id}: ${
+                "error" in row ? row.error : JSON.stringify(row.value)
+              }\n`,
+            );
+        if (rows.some((row) => "error" in row)) process.exitCode = 1;
       });
     },
   );
@@ -158,6 +191,7 @@ export function registerDlms(program: Command): void {
 }
 
 interface SessionOptions {
+  hdlc?: string | boolean;
   client: string;
   password?: string;
   hls?: boolean;
@@ -183,9 +217,13 @@ async function withSession(
 ): Promise<void> {
   const at = target.lastIndexOf(":");
   const [host, port] = at < 0 ? [target, 4059] : [target.slice(0, at), Number(target.slice(at + 1))];
-  let connection: TcpClient | null = null;
+  let connection: { client: DlmsClient; close(): void | Promise<void> } | null = null;
   try {
-    connection = await connectDlms(host, port, o.hls ? 1 : Number(o.client));
+    const clientWPort = o.hls ? 1 : Number(o.client);
+    connection =
+      o.hdlc === undefined || o.hdlc === false
+        ? await connectDlms(host, port, clientWPort)
+        : await connectHdlcBridge(host, port, clientWPort, o.hdlc === true ? "1" : o.hdlc);
     if (o.hls) {
       const ctx = {
         suite: 0 as const,
@@ -210,6 +248,48 @@ async function withSession(
       process.exitCode = 1;
     } else throw error;
   } finally {
-    connection?.close();
+    await connection?.close();
+  }
+}
+
+/** "1" → 1-byte address 1; "1/17" → 2-byte address, upper 1 (logical device), lower 17 (physical). */
+function parseHdlcServer(text: string): { address: number; bytes: 1 | 2 | 4 } {
+  const [upper, lower] = text.split("/").map(Number);
+  if (upper === undefined || !Number.isInteger(upper) || (lower !== undefined && !Number.isInteger(lower)))
+    throw new DlmsError("BAD_ADDRESS", `--hdlc server address "${text}" is not UPPER or UPPER/LOWER`);
+  if (lower === undefined) return { address: serverAddress(upper, null, 1), bytes: 1 };
+  const bytes = upper < 128 && lower < 128 ? 2 : 4;
+  return { address: serverAddress(upper, lower, bytes), bytes };
+}
+
+/** HDLC over a TCP serial bridge (a serial device server, ser2net): the client SAP is the HDLC client address. */
+async function connectHdlcBridge(
+  host: string,
+  port: number,
+  clientAddress: number,
+  server: string,
+): Promise<{ client: DlmsClient; close(): Promise<void> }> {
+  const { address, bytes } = parseHdlcServer(server);
+  const socket = netConnect({ host, port });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  try {
+    const link = await connectHdlc(socket, {
+      clientAddress,
+      serverAddress: address,
+      serverAddressBytes: bytes,
+    });
+    return {
+      client: link.client,
+      close: async () => {
+        await link.close().catch(() => {});
+        socket.destroy();
+      },
+    };
+  } catch (error) {
+    socket.destroy();
+    throw error;
   }
 }
