@@ -6,10 +6,13 @@ import {
   apduToJson,
   DlmsError,
   decodeApdu,
+  decodeGetResultList,
   decodeHdlc,
   type EncodableApdu,
   encodeApdu,
+  encodeGetResultList,
   entryDescriptor,
+  type GetDataResult,
   invokeIdAndPriority,
   type Obis,
   parseHex,
@@ -377,5 +380,36 @@ test("fuzz: random and mutated APDUs make decodeApdu throw only DlmsError", () =
       }
     }),
     { numRuns: RUNS * 5 },
+  );
+});
+
+test("the with-list result list of a block transfer: golden bytes, round trip, fuzz", () => {
+  // Green Book ASN.1: SEQUENCE OF Get-Data-Result — count, then data [0] or data-access-result [1]:
+  // the body of "C4 03 C1 02 00 06 00 00 23 94 01 04" above, as it travels in datablocks.
+  const golden = parseHex("02 00 06 00 00 23 94 01 04");
+  const results: GetDataResult[] = [{ data: { type: "double-long-unsigned", value: 9108 } }, { error: 4 }];
+  assert.deepEqual(decodeGetResultList(golden), results);
+  assert.deepEqual(encodeGetResultList(results), golden);
+  assert.throws(() => decodeGetResultList(parseHex("01 01 04 00")), { code: "TRAILING_BYTES" });
+  assert.throws(() => decodeGetResultList(parseHex("02 01 04")), { code: "TRUNCATED" });
+  const resultArb: fc.Arbitrary<GetDataResult> = fc.oneof(
+    dataArb.map((data) => ({ data })),
+    fc.integer({ min: 0, max: 255 }).map((error) => ({ error })),
+  );
+  fc.assert(
+    fc.property(fc.array(resultArb, { maxLength: 20 }), (list) => {
+      assert.deepEqual(decodeGetResultList(encodeGetResultList(list)), list);
+    }),
+    { numRuns: RUNS },
+  );
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+      try {
+        decodeGetResultList(bytes);
+      } catch (error) {
+        assert.ok(error instanceof DlmsError, String(error));
+      }
+    }),
+    { numRuns: RUNS * 3 },
   );
 });

@@ -294,10 +294,20 @@ test("over real TCP with HLS-GMAC: every object of the meter's model is readable
       [7, "0.0.99.98.1.255", 2],
       [70, "0.0.96.3.10.255", 2],
     ];
+    const values: Data[] = [];
     for (const [classId, obis, attribute] of objects) {
       const value = await client.get(classId, parseObis(obis), attribute);
       assert.ok(value.type !== "null-data", `${obis} returned ${value.type}`);
+      values.push(value);
     }
+    // The same objects in GET with-list requests (the profiles make the result list travel in blocks).
+    const listed = await client.getWithList(
+      objects.map(([classId, obis, attributeId]) => ({ classId, obis: parseObis(obis), attributeId })),
+    );
+    assert.deepEqual(
+      listed,
+      values.map((data) => ({ data })),
+    );
     const octets = (ms: number): Data => ({
       type: "octet-string",
       value: encodeData({ type: "date-time", value: dateTimeFromMs(ms) }).subarray(1),
