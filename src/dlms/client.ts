@@ -85,6 +85,11 @@ export class DlmsClient {
     this.exchange = transport;
   }
 
+  /** The largest plain request that still fits the negotiated PDU once ciphered (if the association is). */
+  get requestBytesMax(): number {
+    return this.maxPdu - this.overheadBytes;
+  }
+
   /**
    * HLS mechanism 5 (GMAC), suite 0: ciphered AARQ with our challenge (CtoS), the meter's challenge (StoC)
    * in the AARE, then f(StoC) → f(CtoS) through the association object; every later APDU is glo-ciphered.

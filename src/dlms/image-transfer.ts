@@ -36,8 +36,9 @@ export async function transferImage(
   const blockSizeData = await client.get(CLASS_IMAGE_TRANSFER, IMAGE_TRANSFER_OBIS, 2);
   if (blockSizeData.type !== "double-long-unsigned" || blockSizeData.value < 1)
     throw new DlmsError("BAD_TAG", "image_block_size is not a positive double-long-unsigned");
-  // The block plus the ACTION framing must fit the negotiated PDU (IEC 62056-5-3).
-  const blockSize = Math.min(blockSizeData.value, client.maxPdu - 32);
+  // The block plus the ACTION framing (and the ciphering, if any) must fit the negotiated PDU
+  // (IEC 62056-5-3).
+  const blockSize = Math.min(blockSizeData.value, client.requestBytesMax - 32);
   const total = Math.ceil(image.length / blockSize);
   const identifierBytes = new TextEncoder().encode(identifier);
   let first = 0;
