@@ -15,6 +15,7 @@ export * from "./memory.ts";
 export * from "./runtime/daemon.ts";
 export * from "./runtime/dlms-reader.ts";
 export * from "./runtime/file-store.ts";
+export * from "./runtime/firmware-link.ts";
 export * from "./runtime/journal.ts";
 export * from "./runtime/mbus-bridge.ts";
 export * from "./runtime/mqtt-link.ts";
