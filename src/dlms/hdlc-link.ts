@@ -182,6 +182,29 @@ export class HdlcServerLink extends HdlcStation {
     return this.state === "connected" ? this.lastReceivedMs + this.inactivityTimeoutMs : null;
   }
 
+  /**
+   * An unsolicited APDU (DataNotification, EventNotification) in a UI frame, as meters push on a
+   * serial or HAN port (IEC 62056-46: UI frames carry non-solicited data, no sequence numbers, no answer).
+   * Goes to the connected client, or to `clientAddress` when given.
+   */
+  push(apdu: Uint8Array, clientAddress: number = this.peer): void {
+    const information = withLlc(apdu, "response");
+    if (information.length > this.parameters.maxInfoTransmit)
+      throw new DlmsError(
+        "BAD_LENGTH",
+        `push of ${apdu.length} bytes exceeds the ${this.parameters.maxInfoTransmit}-byte information field (UI frames are not segmented)`,
+      );
+    this.emit(
+      encodeHdlc({
+        destination: clientAddress,
+        source: this.addressing.serverAddress,
+        sourceBytes: this.addressing.serverAddressBytes,
+        control: hdlcControl.ui(false),
+        information,
+      }),
+    );
+  }
+
   tick(nowMs: number): void {
     const deadline = this.nextDeadlineMs;
     if (deadline !== null && nowMs >= deadline) this.drop("inactivity time-out");
@@ -390,6 +413,8 @@ export interface HdlcClientLinkOptions extends HdlcAddressing {
   readonly events: {
     connected?(parameters: HdlcParameters): void;
     response(apdu: Uint8Array): void;
+    /** An unsolicited APDU in a UI frame (a pushed DataNotification). */
+    notification?(apdu: Uint8Array): void;
     disconnected?(reason: string): void;
     failed(error: DlmsError): void;
   };
@@ -553,6 +578,15 @@ export class HdlcClientLink extends HdlcStation {
         return;
       case "RR":
         this.onReceiveReady(frame, nowMs);
+        return;
+      case "UI":
+        // Pushes arrive in any state (a HAN port pushes without SNRM); no answer, no sequence numbers.
+        try {
+          this.options.events.notification?.(stripLlc(frame.information, "response"));
+        } catch (error) {
+          if (!(error instanceof DlmsError)) throw error;
+          this.counters.badFrames++;
+        }
         return;
       default:
         this.counters.badFrames++;

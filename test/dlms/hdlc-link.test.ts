@@ -16,9 +16,12 @@ import {
   type HdlcParameters,
   HdlcServerLink,
   hdlcControl,
+  KeyStore,
   type LinkTimers,
+  PushReceiver,
   parseHex,
   parseObis,
+  protectDataNotification,
   serveHdlc,
   serverAddress,
   withLlc,
@@ -601,4 +604,58 @@ test("golden session: our server link answers the captured requests with the met
   server.receive(hexBytes(SESSION.getSerial), 0);
   assert.deepEqual(sent[2], hexBytes(SESSION.serialResponse));
   assert.deepEqual(requests, [apduOf(SESSION.aarq), apduOf(SESSION.getSerial)]);
+});
+
+test("pushes in UI frames: a meter's ciphered DataNotification reaches the client's PushReceiver; replays refused", () => {
+  const keys = {
+    suite: 0 as const,
+    systemTitle: Uint8Array.of(0x41, 0x4d, 0x50, 0, 0, 0, 0, 9),
+    encryptionKey: new Uint8Array(16).fill(0x11),
+    authenticationKey: new Uint8Array(16).fill(0x22),
+  };
+  const receiver = new PushReceiver(new KeyStore([keys]));
+  const received: unknown[] = [];
+  const refused: string[] = [];
+  let server: HdlcServerLink;
+  const client = new HdlcClientLink({
+    ...ADDRESSING,
+    send: (frame) => server.receive(frame, 0),
+    events: {
+      response: () => {},
+      failed: (e) => assert.fail(e),
+      notification: (apdu) => {
+        try {
+          received.push(receiver.receive(apdu).notification.body);
+        } catch (error) {
+          refused.push((error as DlmsError).code);
+        }
+      },
+    },
+  });
+  const sent: Uint8Array[] = [];
+  server = new HdlcServerLink({
+    serverAddress: SERVER,
+    serverAddressBytes: 2,
+    send: (frame) => {
+      sent.push(frame);
+      client.receive(frame, 0);
+    },
+    request: () => null,
+  });
+  client.connect(0);
+  const body: Data = { type: "double-long-unsigned", value: 4242 };
+  const push = protectDataNotification(
+    keys,
+    { longInvokeId: 1, dateTime: null, body },
+    { invocationCounter: 10 },
+  );
+  server.push(push);
+  server.push(push);
+  assert.deepEqual(received, [body]);
+  assert.deepEqual(refused, ["REPLAYED_INVOCATION_COUNTER"]);
+  const ui = decodeHdlc(sent.at(-1)!);
+  assert.equal(ui.kind, "UI");
+  assert.equal(ui.sendSeq, null);
+  assert.equal(client.counters.framesSent, 1, "a push is not answered");
+  assert.throws(() => server.push(new Uint8Array(200)), { code: "BAD_LENGTH" });
 });

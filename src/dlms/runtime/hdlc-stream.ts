@@ -67,6 +67,8 @@ export interface HdlcServing {
   readonly link: HdlcServerLink;
   /** The association of the current link connection (null while disconnected). */
   readonly session: () => DlmsServerSession | null;
+  /** Sends an unsolicited APDU (a DataNotification) in a UI frame. */
+  push(apdu: Uint8Array, clientAddress?: number): void;
   close(): void;
 }
 
@@ -105,6 +107,7 @@ export function serveHdlc(
   return {
     link,
     session: () => session,
+    push: (apdu, clientAddress) => link.push(apdu, clientAddress),
     close: () => {
       timer.stop();
       stream.off("data", onData);
@@ -120,6 +123,8 @@ export interface HdlcConnectOptions {
   readonly responseTimeoutMs?: number;
   readonly retriesMax?: number;
   readonly timers?: LinkTimers;
+  /** Pushed APDUs (UI frames), e.g. handed to a PushReceiver. */
+  readonly notification?: (apdu: Uint8Array) => void;
 }
 
 export interface HdlcConnection {
@@ -156,6 +161,7 @@ export function connectHdlc(stream: Duplex, options: HdlcConnectOptions): Promis
         onConnect = null;
       },
       response: (apdu) => settle(null, apdu),
+      ...(options.notification === undefined ? {} : { notification: options.notification }),
       disconnected: () => {
         onClose?.();
         onClose = null;
