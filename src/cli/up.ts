@@ -65,6 +65,8 @@ export interface UpMeter {
 
 export interface UpHandle {
   readonly meterSource: MeterSource;
+  /** The requested HTTP port was in use: the API listens on a free one (apiUrl). */
+  readonly httpPortTaken: boolean;
   readonly headend: HeadendHandle;
   readonly apiUrl: string;
   readonly mqttUrl: string;
@@ -159,19 +161,29 @@ export async function startUp(options: UpOptions): Promise<UpHandle> {
     throw new UpError("NOT_FOUND", "not started");
   };
   let headend: HeadendHandle;
+  let httpPortTaken = false;
   try {
-    headend = await startHeadend({
-      dataDir: join(options.dataDir, "headend"),
-      httpPort: options.httpPort,
-      ...(options.httpHost === undefined ? {} : { httpHost: options.httpHost }),
-      brokerPort: options.mqttPort,
-      ...(options.mqttUrl === undefined ? {} : { mqttUrl: options.mqttUrl }),
-      ...(options.dbUrl === undefined ? {} : { dbUrl: options.dbUrl }),
-      ...(options.dbSchema === undefined ? {} : { dbSchema: options.dbSchema }),
-      clientIdPrefix: `amiproof-up-${createHash("sha256").update(options.dataDir).digest("hex").slice(0, 8)}`,
-      logLevel: options.logLevel ?? "warn",
-      extraRoutes: (app, authorize) => labRoutes(app, authorize, (id, kind) => injectTamper(id, kind)),
-    });
+    const start = (httpPort: number) =>
+      startHeadend({
+        dataDir: join(options.dataDir, "headend"),
+        httpPort,
+        ...(options.httpHost === undefined ? {} : { httpHost: options.httpHost }),
+        brokerPort: options.mqttPort,
+        ...(options.mqttUrl === undefined ? {} : { mqttUrl: options.mqttUrl }),
+        ...(options.dbUrl === undefined ? {} : { dbUrl: options.dbUrl }),
+        ...(options.dbSchema === undefined ? {} : { dbSchema: options.dbSchema }),
+        clientIdPrefix: `amiproof-up-${createHash("sha256").update(options.dataDir).digest("hex").slice(0, 8)}`,
+        logLevel: options.logLevel ?? "warn",
+        extraRoutes: (app, authorize) => labRoutes(app, authorize, (id, kind) => injectTamper(id, kind)),
+      });
+    try {
+      headend = await start(options.httpPort);
+    } catch (error) {
+      // A taken HTTP port is not worth failing a demo for: take a free one and say so in the banner.
+      if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE" || options.httpPort === 0) throw error;
+      httpPortTaken = true;
+      headend = await start(0);
+    }
   } catch (error) {
     await fleet?.stop();
     throw error;
@@ -256,6 +268,7 @@ export async function startUp(options: UpOptions): Promise<UpHandle> {
   let stopping: Promise<void> | null = null;
   return {
     meterSource,
+    httpPortTaken,
     headend,
     apiUrl: headend.apiUrl,
     mqttUrl: headend.mqttUrl,

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -229,6 +230,11 @@ for (const variant of variants) {
 test("amiproof up: banner with dashboard and tokens, /health, clean stop on SIGINT; usage errors exit 2", async () => {
   const dir = mkdtempSync(join(tmpdir(), "amiproof-up-cli-"));
   dirs.push(dir);
+  // The asked HTTP port is taken: up takes a free one and says so.
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+  const taken = (blocker.address() as { port: number }).port;
+  after(() => blocker.close());
   const child = spawn(
     process.execPath,
     [
@@ -237,7 +243,7 @@ test("amiproof up: banner with dashboard and tokens, /health, clean stop on SIGI
       "--data",
       dir,
       "--http",
-      "0",
+      String(taken),
       "--mqtt-port",
       "0",
       "--meters",
@@ -260,8 +266,10 @@ test("amiproof up: banner with dashboard and tokens, /health, clean stop on SIGI
   const dashboard = await until(async () => {
     if (child.exitCode !== null) throw new Error(`amiproof up exited ${child.exitCode}: ${stderr}`);
     return /dashboard: (http:\/\/\S+)\//.exec(stdout)?.[1];
-  }, "the dashboard line");
+  }, "the dashboard line", 90_000);
   assert.match(stdout, new RegExp(`tokens: ${dir}/headend/tokens`));
+  assert.match(stdout, new RegExp(`\\(port ${taken} was taken\\)`));
+  assert.notEqual(new URL(dashboard).port, String(taken));
   const health = (await fetch(`${dashboard}/health`).then((r) => r.json())) as { status: string };
   assert.equal(health.status, "ok");
   child.kill("SIGINT");

@@ -106,7 +106,7 @@ export function registerUp(program: Command): void {
       out.write(
         [
           `amiproof up: ${meters} virtual meters (${meterSource === "dlms" ? "DLMS/COSEM over TCP, HLS-GMAC" : "simulated in the concentrators"}) behind ${dcus} concentrators, started in ${Date.now() - started} ms`,
-          `dashboard: ${up.apiUrl}/`,
+          `dashboard: ${up.apiUrl}/${up.httpPortTaken ? ` (port ${httpPort} was taken)` : ""}`,
           `api: ${up.apiUrl}/api (OpenAPI ${up.apiUrl}/openapi.json, metrics ${up.apiUrl}/metrics)`,
           `mqtt: ${up.mqttUrl}`,
           `tokens: ${up.tokensDir} (admin.token, operator.token, viewer.token)`,
