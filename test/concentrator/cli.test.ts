@@ -133,7 +133,7 @@ test("amiproof dcu --meter dlms://HOST:PORT polls a spawned amiproof meter over 
     await until(
       () => [...consumer.headEnd.readings.values()].filter((r) => r.meterId === meterId).length >= 3,
       "three readings of the DLMS meter",
-      20_000,
+      60_000,
     );
     child.kill("SIGTERM");
     assert.equal(await exited, 0);

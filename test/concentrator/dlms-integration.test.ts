@@ -267,7 +267,7 @@ test("DLMS meters (in-process, HLS-GMAC over TCP) → dcu daemon → aedes → v
 function waitForPort(child: ChildProcess): Promise<number> {
   return new Promise((resolve, reject) => {
     let text = "";
-    const timer = setTimeout(() => reject(new Error(`amiproof meter printed no port: ${text}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`amiproof meter printed no port: ${text}`)), 60_000);
     child.stderr!.on("data", (chunk: Buffer) => {
       text += chunk.toString();
       const match = /TCP ports (\d+)/.exec(text);
