@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
+import { Duplex, PassThrough } from "node:stream";
 import { test } from "node:test";
 import fc from "fast-check";
 import {
   connectDlms,
+  connectHdlc,
   type Data,
   DlmsClient,
   DlmsServerSession,
@@ -10,6 +12,8 @@ import {
   encodeData,
   listenDlms,
   parseObis,
+  serveHdlc,
+  serverAddress,
 } from "../../src/dlms/index.ts";
 import { MemorySecureElement } from "../../src/evidence/index.ts";
 import { Meter, meterObjectModel } from "../../src/meter/index.ts";
@@ -325,4 +329,44 @@ test("over real TCP with HLS-GMAC: every object of the meter's model is readable
   } finally {
     await server.close();
   }
+});
+
+test("the meter's object model over HDLC on a serial line: HLS-GMAC association and ciphered GET with-list", async () => {
+  const { meter, now } = meterWithHistory();
+  const a = new PassThrough();
+  const b = new PassThrough();
+  // A serial line: what one end writes, the other reads.
+  const clientEnd = Duplex.from({ readable: b, writable: a });
+  const meterEnd = Duplex.from({ readable: a, writable: b });
+  const server = serverAddress(1, 0x21, 2);
+  const serving = serveHdlc(
+    meterEnd,
+    meterObjectModel({ meter, trueNowMs: now }),
+    { lowLevelPassword: PASSWORD, hls: METER_CTX, challenge: (n) => new Uint8Array(n).fill(0x77) },
+    { serverAddress: server, serverAddressBytes: 2 },
+  );
+  const connection = await connectHdlc(clientEnd, {
+    clientAddress: 1,
+    serverAddress: server,
+    serverAddressBytes: 2,
+  });
+  await connection.client.associateHls(CLIENT_CTX, new Uint8Array(16).fill(0x12));
+  const results = await connection.client.getWithList([
+    { classId: 1, obis: parseObis("0.0.96.1.0.255"), attributeId: 2 },
+    { classId: 3, obis: parseObis("1.0.1.8.0.255"), attributeId: 2 },
+    { classId: 7, obis: parseObis("0.0.99.98.0.255"), attributeId: 2 },
+  ]);
+  assert.deepEqual(results[0], { data: { type: "visible-string", value: "MTR-DLMS-1" } });
+  assert.deepEqual(results[1], {
+    data: { type: "double-long-unsigned", value: meter.registers.importActiveWh },
+  });
+  assert.equal(
+    ("data" in results[2]! && (results[2].data as { value: Data[] }).value.length) || 0,
+    meter.eventLog().length,
+  );
+  assert.ok(serving.link.counters.framesSent > 10, "the event log travelled in segmented I frames");
+  await connection.client.release();
+  await connection.close();
+  assert.equal(serving.link.state, "disconnected");
+  serving.close();
 });
