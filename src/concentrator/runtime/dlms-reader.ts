@@ -344,14 +344,16 @@ export class DlmsMeterReader implements MeterReader {
   /** Releases every association (clean shutdown); later reads fail. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const s of this.sessions.values()) {
-      const a = s.association;
-      s.association = null;
-      if (a !== null) {
+    // Released together, each bounded: a meter that does not answer the RLRQ holds nothing up.
+    await Promise.all(
+      [...this.sessions.values()].map(async (s) => {
+        const a = s.association;
+        s.association = null;
+        if (a === null) return;
         await Promise.race([a.client.release().catch(() => {}), delay(500)]);
         a.link.close();
-      }
-    }
+      }),
+    );
     for (const wake of this.slotWaiters.splice(0)) wake();
   }
 
