@@ -208,6 +208,9 @@ test("DLMS meters (in-process, HLS-GMAC over TCP) → dcu daemon → aedes → v
     for (const m of meters.slice(0, 2)) {
       assert.equal(packs.interface.iface_err_by_meter[m.meter.id], undefined, `${m.meter.id} had no errors`);
     }
+    const readers = (packs.interface as unknown as { readers: { dlms: { associations_opened: number } } })
+      .readers;
+    assert.ok(readers.dlms.associations_opened >= 3, "the reader's own evidence is in the interface pack");
 
     await daemon.stop();
     daemon = null;

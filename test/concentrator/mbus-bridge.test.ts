@@ -98,6 +98,17 @@ test("M-Bus meters behind a TCP serial bridge are read by primary and secondary 
         ).interface.iface_err_by_meter[meterId] ?? {},
       ).reduce((a, b) => a + b, 0);
     await until(() => errorsOf(electricity) >= 2 && errorsOf(water) >= 2, "bridge errors counted", 10_000);
+    const mbus = (
+      daemon.concentrator.packs() as {
+        interface: {
+          readers: { mbus: { iface_err_by_meter: Record<string, { errors: { unreachable: number } }> } };
+        };
+      }
+    ).interface.readers.mbus;
+    assert.ok(
+      mbus.iface_err_by_meter[water]!.errors.unreachable >= 1,
+      "the M-Bus source's own evidence is carried",
+    );
     bridge = await serveSimBus(bus, { port });
     const after = seqsOf(consumer, electricity).length;
     await until(

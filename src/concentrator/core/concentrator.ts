@@ -107,6 +107,11 @@ export interface ConcentratorDeps {
   readonly transport: UplinkTransport;
   /** The shell's reason for this start: POWER_ON, CLEAN_RESTART, UNCLEAN_RESTART (seed 003 reset_reason). */
   readonly resetReason?: string;
+  /**
+   * The interfaces' own evidence (DLMS associations, M-Bus frame counts…), carried in the interface pack
+   * as `readers`; the shell supplies it, absent in tests and the lab.
+   */
+  readonly interfaceEvidence?: () => Record<string, unknown>;
   /** Something the core cannot continue past (journal write failure, corrupt store): the shell exits. */
   readonly onFatal?: (error: Error) => void;
 }
@@ -1058,6 +1063,7 @@ export class Concentrator {
         meters_online: metersOnline,
         meters_configured: this.meterOrder.length,
         poll_deferred_cnt: c.pollDeferredCount,
+        ...(this.deps.interfaceEvidence === undefined ? {} : { readers: this.deps.interfaceEvidence() }),
       },
       commit: {
         commit_state: c.commitState,

@@ -243,6 +243,18 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
             : link.publish(topic, payload, publishOptions),
       },
       resetReason,
+      interfaceEvidence: () => ({
+        ...(dlmsReader === null
+          ? {}
+          : {
+              dlms: {
+                associations_opened: dlmsReader.stats.associations,
+                association_failures: dlmsReader.stats.failures,
+                meters_unidentified: unidentified.map((a) => a.url),
+              },
+            }),
+        ...(mbusSource === null ? {} : { mbus: mbusSource.evidence() }),
+      }),
       onFatal: (error) => {
         fatal = error;
         log("fatal", { error: error.message });
