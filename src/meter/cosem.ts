@@ -59,6 +59,8 @@ interface ProfileColumn<T> {
   readonly obis: string;
   readonly attributeId: number;
   readonly value: (row: T) => Data;
+  /** The column's integer value without building Data (range selection over many rows). */
+  readonly key?: (row: T) => number;
 }
 
 const CLOCK_COLUMN = { classId: 8, obis: CLOCK_OBIS, attributeId: 2 } as const;
@@ -212,14 +214,14 @@ export function meterObjectModel(options: MeterCosemOptions): CosemObjectModel {
 
   const profileColumns: readonly ProfileColumn<LoadProfileEntry>[] = [
     { ...CLOCK_COLUMN, value: (e) => dateTimeOctets(e.timestampMs) },
-    { classId: 1, obis: LOAD_PROFILE_SEQ_OBIS, attributeId: 2, value: (e) => u32(e.seq) },
+    { classId: 1, obis: LOAD_PROFILE_SEQ_OBIS, attributeId: 2, value: (e) => u32(e.seq), key: (e) => e.seq },
     { classId: 3, obis: "1.0.1.8.0.255", attributeId: 2, value: (e) => u32(e.importWh) },
     { classId: 3, obis: "1.0.2.8.0.255", attributeId: 2, value: (e) => u32(e.exportWh) },
   ];
   const eventColumns: readonly ProfileColumn<EventRecord>[] = [
     { ...CLOCK_COLUMN, value: (r) => dateTimeOctets(r.timestampMs) },
     { classId: 1, obis: "0.0.96.11.0.255", attributeId: 2, value: (r) => eventCode(r) },
-    { classId: 1, obis: EVENT_SEQ_OBIS, attributeId: 2, value: (r) => u32(r.seq) },
+    { classId: 1, obis: EVENT_SEQ_OBIS, attributeId: 2, value: (r) => u32(r.seq), key: (r) => r.seq },
     // The record exactly as the meter sealed it (encodeEventRecord bytes with its event_seal
     // signature): a concentrator forwards it untouched and the head-end verifies it end to end.
     {
@@ -406,7 +408,12 @@ function profileGenericAttribute<T>(
       } else {
         if (from.type !== "double-long-unsigned" || to.type !== "double-long-unsigned")
           return ACCESS.typeUnmatched;
+        const key = column.key;
         selected = rows.filter((row) => {
+          if (key !== undefined) {
+            const k = key(row);
+            return k >= from.value && k <= to.value;
+          }
           const v = column.value(row);
           return v.type === "double-long-unsigned" && v.value >= from.value && v.value <= to.value;
         });
