@@ -19,6 +19,7 @@ import {
   toHex,
 } from "../../src/evidence/index.ts";
 import { FIRMWARE_CA_FILE, type HeadendHandle, startHeadend } from "../../src/headend/index.ts";
+import { DEFAULT_TAMPER_CONFIG } from "../../src/meter/index.ts";
 import { TestDcu, TestMeter } from "../headend/helpers.ts";
 import { image, pki } from "../meter/firmware-harness.ts";
 
@@ -31,8 +32,14 @@ export interface Lab {
   readonly tokens: Readonly<Record<Role, string>>;
   /** A meter whose readings and sealed events the head-end holds. */
   readonly meterId: string;
-  /** A running firmware campaign the lab set up (name), or null when it sets up none. */
-  readonly campaign: string | null;
+  /** The firmware campaign the lab set up and the state it holds it in. */
+  readonly campaign: { readonly name: string; readonly state: "running" | "pending_approval" };
+  /**
+   * How long after an injection the meter may take to seal the tamper: 0 when the lab seals the record at
+   * once; for a virtual meter whose own tamper rules decide, its magnet time gate (seed 002 H2-6, 2 s) plus
+   * an allowance for its sampling (measured here: about 1 s).
+   */
+  readonly tamperSealedWithinMs: number;
   /** Puts a magnet on `meterId`'s meter; resolves once the injection was handed over (not yet alerted). */
   injectMagnet(meterId: string): Promise<void>;
   api(method: string, path: string, role: Role, body?: unknown): Promise<{ status: number; json: unknown }>;
@@ -40,6 +47,8 @@ export interface Lab {
 }
 
 const HOUR = 3_600_000;
+/** A virtual meter notices a held magnet within this (its sensor sampling), before its time gate runs. */
+const METER_SAMPLING_ALLOWANCE_MS = 2_000;
 const INTERVAL_MS = 15 * 60_000;
 export const LAB_METERS = 60;
 const INTERVALS = 48;
@@ -252,7 +261,8 @@ export async function startHeadendLab(): Promise<Lab> {
       dashboardUrl: `${handle.apiUrl}/`,
       tokens: handle.tokens,
       meterId: target.meterId,
-      campaign,
+      campaign: { name: campaign, state: "running" },
+      tamperSealedWithinMs: 0,
       api: call,
       async injectMagnet(meterId) {
         const meter = meters.find((m) => m.meterId === meterId);
@@ -272,6 +282,8 @@ export async function startHeadendLab(): Promise<Lab> {
 export async function startUpLab(options: { meters?: number; dcus?: number } = {}): Promise<Lab> {
   const dir = mkdtempSync(join(tmpdir(), "amiproof-web-up-"));
   const bin = join(import.meta.dirname, "../../bin/amiproof.js");
+  const caFile = join(dir, "firmware-ca.pem");
+  writeFileSync(caFile, pki.ca.certificatePem);
   const child: ChildProcess = spawn(
     process.execPath,
     [
@@ -285,8 +297,15 @@ export async function startUpLab(options: { meters?: number; dcus?: number } = {
       "0",
       "--data",
       dir,
+      // Demo pace for a test: a reading every second, polled twice a second, so charts fill at once.
+      "--reading-interval-ms",
+      "1000",
+      "--poll-interval-ms",
+      "500",
+      "--no-status",
     ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env } },
+    // The firmware CA its campaign repository checks images against.
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, AMIPROOF_FIRMWARE_CA: caFile } },
   );
   let output = "";
   child.stdout?.on("data", (chunk: Buffer) => {
@@ -343,12 +362,32 @@ export async function startUpLab(options: { meters?: number; dcus?: number } = {
       }
       return null;
     });
+    // A campaign over the meter's concentrator, left waiting for approval (nothing is sent to the meters).
+    const dcuId = (
+      (await call("GET", `/api/meters/${encodeURIComponent(meterId)}`, "viewer")).json as { dcu_id: string }
+    ).dcu_id;
+    const uploaded = await call("POST", "/api/campaigns/images", "admin", {
+      image_base64: Buffer.from(image("app", 1_001_000).bytes).toString("base64"),
+    });
+    if (uploaded.status !== 201) throw new Error(`uploading an image: ${JSON.stringify(uploaded.json)}`);
+    const campaign = "app 1.1.0 first concentrator";
+    const created = await call("POST", "/api/campaigns", "operator", {
+      name: campaign,
+      kind: "update",
+      image_checksum: (uploaded.json as { checksum: string }).checksum,
+      targets: { dcu_ids: [dcuId] },
+      waves: [50, 100],
+      window_minutes: 1,
+    });
+    if (created.status !== 201) throw new Error(`creating a campaign: ${JSON.stringify(created.json)}`);
     return {
       kind: "up",
       dashboardUrl,
       tokens,
       meterId,
-      campaign: null,
+      campaign: { name: campaign, state: "pending_approval" },
+      // The virtual meters run src/meter's tamper rules: a magnet is claimed once held past the gate.
+      tamperSealedWithinMs: DEFAULT_TAMPER_CONFIG.magTimeGateMs + METER_SAMPLING_ALLOWANCE_MS,
       api: call,
       async injectMagnet(id) {
         const result = await call("POST", `/api/lab/meters/${encodeURIComponent(id)}/tamper`, "admin", {
