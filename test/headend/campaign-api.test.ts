@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -219,5 +219,101 @@ describe("campaign API", () => {
   test("the OTP master key is created once, private to the head-end", async () => {
     const { statSync } = await import("node:fs");
     assert.equal(statSync(join(dir, OTP_MASTER_KEY_FILE)).mode & 0o777, 0o600);
+  });
+});
+
+describe("campaigns across a head-end restart", () => {
+  test("a running campaign, its image and its OTP key survive a restart; late reports are still applied", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "amiproof-campaign-restart-"));
+    writeFileSync(join(dir, FIRMWARE_CA_FILE), pki.ca.certificatePem);
+    const start = () =>
+      startHeadend({
+        brokerPort: 0,
+        httpPort: 0,
+        dataDir: dir,
+        clientIdPrefix: `test-campaign-restart-${process.pid}`,
+        logLevel: "silent",
+      });
+    const call = async (h: HeadendHandle, method: string, path: string, body?: unknown) => {
+      const response = await fetch(`${h.apiUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${h.tokens.admin}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      // biome-ignore lint/suspicious/noExplicitAny: the API's JSON answers
+      const json: any = await response.json();
+      assert.ok(response.ok, JSON.stringify(json));
+      return json;
+    };
+    let h = await start();
+    try {
+      const update = image("app", 1_002_000);
+      const uploaded = await call(h, "POST", "/api/campaigns/images", {
+        image_base64: Buffer.from(update.bytes).toString("base64"),
+      });
+      await call(h, "POST", "/api/meters", {
+        meters: ["M1", "M2"].map((meter_id) => ({
+          meter_id,
+          event_seal_public_key: toHex(generateP256KeyPair().publicKey),
+          dcu_id: "DCU-9",
+        })),
+      });
+      const c = await call(h, "POST", "/api/campaigns", {
+        name: "survives",
+        image_checksum: uploaded.checksum,
+        targets: {},
+        error_count: 1,
+      });
+      await call(h, "POST", `/api/campaigns/${c.campaign_id}/approve`, {});
+      await call(h, "POST", `/api/campaigns/${c.campaign_id}/start`, {});
+      const key = readFileSync(join(dir, OTP_MASTER_KEY_FILE), "utf8");
+      await h.close();
+
+      h = await start();
+      assert.equal(readFileSync(join(dir, OTP_MASTER_KEY_FILE), "utf8"), key, "the OTP master key is kept");
+      const again = await call(h, "GET", `/api/campaigns/${c.campaign_id}`);
+      assert.equal(again.state, "running");
+      assert.equal(again.meters, 2);
+      const mqtt = await connectAsync(h.mqttUrl, { clientId: `test-campaign-restart-dcu-${process.pid}` });
+      await mqtt.publishAsync(
+        firmwareProgressTopic("DCU-9"),
+        Buffer.from(
+          encodeFirmwareProgress({
+            campaignId: c.campaign_id,
+            dcuId: "DCU-9",
+            reports: [
+              {
+                meterId: "M1",
+                state: "failed",
+                reason: "ERROR_CRC_MISMATCH",
+                blocksDone: 0,
+                blocksTotal: 0,
+                activeChecksum: null,
+                firmwareId: null,
+                atMs: 1,
+              },
+            ],
+          }),
+        ),
+        { qos: 1 },
+      );
+      await mqtt.endAsync();
+      let state = "";
+      for (let i = 0; i < 400 && state !== "paused"; i++) {
+        state = (await call(h, "GET", `/api/campaigns/${c.campaign_id}`)).state;
+        if (state !== "paused") await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.equal(state, "paused", "the late report crossed the error count after the restart");
+      // The image came back from the store: retrying needs it.
+      const retried = await call(h, "POST", `/api/campaigns/${c.campaign_id}/retry`, {});
+      assert.equal(retried.retried, 1);
+      assert.equal(retried.state, "running");
+    } finally {
+      await h.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -504,3 +504,49 @@ test("sleeping meters (seed 001 gas, waking every 30 minutes) are due at once an
     "BAD_REQUEST",
   );
 });
+
+test("snapshot and restore: a restarted manager carries on with the same campaigns; malformed snapshots are refused", () => {
+  const { manager, update, repository, clock, report } = rig();
+  const c = manager.create(updateSpec(update.checksum, { errorCount: 5 }), fleet(20, 2), operator);
+  manager.approve(c.id, operator);
+  manager.start(c.id, operator);
+  report(c.id, c.meters[0]!.meterId, c.meters[0]!.dcuId, { activeChecksum: update.checksum });
+  const json = JSON.parse(JSON.stringify(manager.snapshot()));
+  const sent: FirmwareJobMessage[] = [];
+  const restarted = new CampaignManager({
+    nowMs: () => clock.now,
+    rng: new SeededRandom(8),
+    repository,
+    otp: new OtpSecurityModule(MASTER),
+    send: (m) => sent.push(m),
+  });
+  restarted.restore(json);
+  assert.deepEqual(restarted.status(c.id), manager.status(c.id));
+  const m = restarted.get(c.id).meters[1]!;
+  restarted.applyProgress({
+    campaignId: c.id,
+    dcuId: m.dcuId,
+    reports: [
+      {
+        meterId: m.meterId,
+        state: "done",
+        reason: null,
+        blocksDone: 0,
+        blocksTotal: 0,
+        activeChecksum: update.checksum,
+        firmwareId: null,
+        atMs: 0,
+      },
+    ],
+  });
+  assert.equal(restarted.status(c.id).counts.confirmed, 2);
+  assert.equal(
+    code(() => restarted.restore({ format: "x" })),
+    "BAD_REQUEST",
+  );
+  assert.equal(
+    code(() => restarted.restore({ ...json, campaigns: [{ id: "C", meters: [{}] }] })),
+    "BAD_REQUEST",
+  );
+  assert.equal(restarted.status(c.id).counts.confirmed, 2, "a refused snapshot changes nothing");
+});

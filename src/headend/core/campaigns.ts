@@ -495,6 +495,61 @@ export class CampaignManager {
     return { campaign: c, retried };
   }
 
+  /**
+   * Everything the manager knows, as plain JSON (the runtime keeps it in a file so a restarted head-end
+   * carries on with its campaigns and still accepts their concentrators' reports).
+   */
+  snapshot(): CampaignSnapshot {
+    return {
+      format: CAMPAIGN_SNAPSHOT_FORMAT,
+      version: 1,
+      sequence: this.sequence,
+      release_floor: Object.fromEntries(this.releaseFloor),
+      campaigns: [...this.campaigns.values()].map(({ byMeter: _byMeter, ...rest }) => rest),
+    };
+  }
+
+  /** Replaces the manager's state with a snapshot's; a snapshot that does not parse is refused whole. */
+  restore(snapshot: unknown): void {
+    const s = snapshot as Partial<CampaignSnapshot> | null;
+    if (
+      s === null ||
+      typeof s !== "object" ||
+      s.format !== CAMPAIGN_SNAPSHOT_FORMAT ||
+      s.version !== 1 ||
+      !Number.isSafeInteger(s.sequence) ||
+      !Array.isArray(s.campaigns) ||
+      typeof s.release_floor !== "object" ||
+      s.release_floor === null
+    ) {
+      throw new CampaignError("BAD_REQUEST", "not a campaign snapshot (format, version 1)");
+    }
+    const restored = new Map<string, Campaign>();
+    for (const [i, raw] of s.campaigns.entries()) {
+      const c = raw as Omit<Campaign, "byMeter">;
+      if (
+        typeof c?.id !== "string" ||
+        !Array.isArray(c.meters) ||
+        !Array.isArray(c.waveEnds) ||
+        !Array.isArray(c.history) ||
+        c.meters.some(
+          (m) =>
+            typeof m?.meterId !== "string" || !(METER_CAMPAIGN_STATES as readonly string[]).includes(m.state),
+        )
+      ) {
+        throw new CampaignError("BAD_REQUEST", `campaign snapshot entry ${i} is malformed`);
+      }
+      restored.set(c.id, { ...c, byMeter: new Map(c.meters.map((m) => [m.meterId, m])) });
+    }
+    this.campaigns.clear();
+    for (const [id, c] of restored) this.campaigns.set(id, c);
+    this.releaseFloor.clear();
+    for (const [component, floor] of Object.entries(s.release_floor)) {
+      if (typeof floor === "number") this.releaseFloor.set(component, floor);
+    }
+    this.sequence = s.sequence!;
+  }
+
   /** A concentrator's progress message. Returns how many reports changed a meter's state. */
   applyProgress(message: FirmwareProgressMessage): number {
     const c = this.campaigns.get(message.campaignId);
@@ -787,6 +842,16 @@ function countFailures(c: Campaign): number {
   let n = 0;
   for (const m of c.meters) if (m.state === "failed" || m.state === "rolled_back") n++;
   return n;
+}
+
+export const CAMPAIGN_SNAPSHOT_FORMAT = "amiproof-campaigns";
+
+export interface CampaignSnapshot {
+  readonly format: typeof CAMPAIGN_SNAPSHOT_FORMAT;
+  readonly version: 1;
+  readonly sequence: number;
+  readonly release_floor: Record<string, number>;
+  readonly campaigns: readonly Omit<Campaign, "byMeter">[];
 }
 
 export interface CampaignStatus {

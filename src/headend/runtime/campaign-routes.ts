@@ -42,6 +42,8 @@ declare module "./api.ts" {
 export const FIRMWARE_CA_FILE = "firmware-ca.pem";
 /** The OTP master key (32 random bytes, hex), created on first start with mode 0600. */
 export const OTP_MASTER_KEY_FILE = "otp-master.key";
+/** The campaigns between runs. */
+export const CAMPAIGNS_FILE = "campaigns.json";
 /** Meters read from the store per campaign creation (the asset register). */
 export const CAMPAIGN_FLEET_METERS_MAX = 2_000_000;
 
@@ -50,16 +52,33 @@ export interface CampaignServiceOptions {
   nowMs(): number;
   readonly caCertificateDer: Uint8Array | null;
   readonly otpMasterKey: Uint8Array | null;
-  /** Publishes on the broker (QoS 1); errors are counted and logged by the caller's logger. */
+  /** Publishes on the broker (QoS 1); failures are counted and handed to onError. */
   publish(topic: string, payload: Uint8Array): Promise<void>;
   readonly seed?: number | string;
-  onPublishError?(error: Error): void;
+  onError?(error: Error): void;
+  /** Where the campaigns are kept between runs (JSON, written atomically); absent: memory only. */
+  readonly snapshotFile?: string;
 }
+
+/** During a flood of progress reports the snapshot is written at most this often (plus on every command). */
+export const CAMPAIGN_SNAPSHOT_INTERVAL_MS = 5_000;
 
 export class CampaignService {
   readonly repository: FirmwareRepository;
   readonly manager: CampaignManager;
-  readonly counters = { jobs_published: 0, publish_failures: 0, progress_received: 0, progress_refused: 0 };
+  readonly counters = {
+    jobs_published: 0,
+    publish_failures: 0,
+    progress_received: 0,
+    progress_refused: 0,
+    images_not_reloaded: 0,
+    snapshots_written: 0,
+  };
+  /** Resolves once the repository holds the store's images again (after a restart). */
+  readonly ready: Promise<void>;
+  private chain: Promise<unknown> = Promise.resolve();
+  private lastSaveMs = 0;
+  private saveTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: CampaignServiceOptions) {
     this.repository = new FirmwareRepository(options.caCertificateDer);
@@ -70,6 +89,56 @@ export class CampaignService {
       otp: options.otpMasterKey === null ? null : new OtpSecurityModule(options.otpMasterKey),
       send: (message) => this.send(message),
     });
+    const file = options.snapshotFile;
+    if (file !== undefined && existsSync(file)) {
+      try {
+        this.manager.restore(JSON.parse(readFileSync(file, "utf8")));
+      } catch (error) {
+        throw new HeadendError("BAD_CONFIG", `${file}: ${(error as Error).message}`);
+      }
+    }
+    this.ready = this.reloadImages();
+  }
+
+  /** The repository's images come back from the store's firmware table, verified again. */
+  private async reloadImages(): Promise<void> {
+    if (this.options.caCertificateDer === null) return;
+    for (const info of await this.options.store.listFirmware()) {
+      const row = await this.options.store.getFirmware(info.component, info.version);
+      if (row === null) continue;
+      try {
+        this.repository.add(row.image, this.options.nowMs());
+      } catch (error) {
+        if (!isCampaignError(error)) throw error;
+        this.counters.images_not_reloaded++;
+      }
+    }
+  }
+
+  /** Writes the snapshot now (commands) or at most every CAMPAIGN_SNAPSHOT_INTERVAL_MS (progress). */
+  save(urgent = true): void {
+    const file = this.options.snapshotFile;
+    if (file === undefined) return;
+    const now = Date.now();
+    if (!urgent && now - this.lastSaveMs < CAMPAIGN_SNAPSHOT_INTERVAL_MS) {
+      if (this.saveTimer === null) {
+        this.saveTimer = setTimeout(() => this.save(true), CAMPAIGN_SNAPSHOT_INTERVAL_MS);
+        this.saveTimer.unref();
+      }
+      return;
+    }
+    if (this.saveTimer !== null) clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    this.lastSaveMs = now;
+    writeFileSync(`${file}.tmp`, JSON.stringify(this.manager.snapshot()), { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
+    this.counters.snapshots_written++;
+  }
+
+  /** Flushes the snapshot (the head-end's shutdown). */
+  async close(): Promise<void> {
+    await this.chain;
+    if (this.saveTimer !== null) this.save(true);
   }
 
   /** Files in the data directory: the CA certificate (if provisioned) and the OTP master key (created). */
@@ -99,6 +168,7 @@ export class CampaignService {
     if (!/^[0-9a-f]{64,}$/.test(hex))
       throw new HeadendError("BAD_CONFIG", `${keyFile} must hold at least 32 bytes as hex`);
     return new CampaignService({
+      snapshotFile: join(dataDir, CAMPAIGNS_FILE),
       ...rest,
       caCertificateDer,
       otpMasterKey: new Uint8Array(Buffer.from(hex, "hex")),
@@ -136,7 +206,13 @@ export class CampaignService {
       if (message.dcuId !== parts[1])
         throw new EvidenceError("BAD_FIELD", "dcu_id is not the topic's", "progress");
       this.counters.progress_received++;
-      this.manager.applyProgress(message);
+      // In arrival order, once the repository is back (a next wave may need its image).
+      this.chain = this.chain
+        .then(() => this.ready)
+        .then(() => {
+          if (this.manager.applyProgress(message) > 0) this.save(false);
+        })
+        .catch((error: Error) => this.options.onError?.(error));
       return true;
     } catch (error) {
       if (!(error instanceof EvidenceError)) throw error;
@@ -151,7 +227,7 @@ export class CampaignService {
       .publish(firmwareJobsTopic(message.dcuId), encodeFirmwareJob(message))
       .catch((error: Error) => {
         this.counters.publish_failures++;
-        this.options.onPublishError?.(error);
+        this.options.onError?.(error);
       });
   }
 }
@@ -309,10 +385,12 @@ export function campaignRoutes(deps: ApiDeps): CampaignRoute[] {
     role: "operator",
     summary,
     handler: async (request, _reply, principal) =>
-      mapped(() => {
+      mapped(async () => {
         const s = service(deps);
+        await s.ready;
         const id = idOf(request);
         const result = run(s, id, actorOf(principal), bodyOf(request));
+        s.save();
         return {
           ...campaignStatus(s.manager.get(id)),
           ...(typeof result === "object" && result !== null ? result : {}),
@@ -382,8 +460,10 @@ export function campaignRoutes(deps: ApiDeps): CampaignRoute[] {
       handler: async (request, reply, principal) =>
         mapped(async () => {
           const s = service(deps);
+          await s.ready;
           const spec = specFromJson(bodyOf(request));
           const campaign = s.manager.create(spec, await s.fleet(), actorOf(principal));
+          s.save();
           reply.status(201);
           return campaignStatus(campaign);
         }),

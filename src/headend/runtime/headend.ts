@@ -178,8 +178,9 @@ export async function startHeadend(options: HeadendOptions): Promise<HeadendHand
         if (ingestLink === null) throw new HeadendError("CLOSED", "MQTT link not up", "campaign");
         await ingestLink.publish(topic, payload);
       },
-      onPublishError: (error) => log.warn({ error: error.message }, "campaign job publish failed"),
+      onError: (error) => log.warn({ error: error.message }, "campaign error"),
     });
+    cleanups.push(() => campaigns.close());
 
     let accepting = true;
     const onError = (error: Error) => log.warn({ error: error.message }, "MQTT error");
