@@ -6,6 +6,7 @@ import {
   decodeInitiate,
   encodeAarq,
   encodeInitiateRequest,
+  MECHANISM_HLS_ECDSA,
   MECHANISM_HLS_GMAC,
   MECHANISM_LLS,
   MECHANISM_NONE,
@@ -27,7 +28,7 @@ import {
 import { type Data, decodeData, encodeData } from "./axdr.ts";
 import { CIPHERED_OVERHEAD_BYTES } from "./ciphering.ts";
 import { DlmsError, DlmsReader, encodeLength } from "./errors.ts";
-import { cipherContext, type DlmsKeySet } from "./keys.ts";
+import { cipherContext, type DlmsKeySet, peerSigningKey } from "./keys.ts";
 import {
   hlsGmacResponse,
   InvocationCounterGuard,
@@ -36,6 +37,7 @@ import {
   unprotect,
   verifyHlsGmac,
 } from "./security.ts";
+import { hlsEcdsaResponse, verifyHlsEcdsa } from "./suite1.ts";
 
 // The COSEM client the concentrator and the field tools use, over any request/response transport.
 
@@ -93,6 +95,9 @@ export class DlmsClient {
   /**
    * HLS mechanism 5 (GMAC), suite 0: ciphered AARQ with our challenge (CtoS), the meter's challenge (StoC)
    * in the AARE, then f(StoC) → f(CtoS) through the association object; every later APDU is glo-ciphered.
+   * A suite-1 key set with asymmetric keys uses mechanism 7 (ECDSA P-256) instead of 5: f() are
+   * signatures, checked with the meter's certificate key (`peerSigningKeys`), and the security control
+   * byte carries suite 1.
    */
   async associateHls(
     keys: SecurityContext | DlmsKeySet,
@@ -100,6 +105,9 @@ export class DlmsClient {
     firstInvocationCounter = 1,
   ): Promise<void> {
     const ctx = cipherContext(keys);
+    const asymmetric = "asymmetric" in keys ? keys.asymmetric : undefined;
+    const mechanism = asymmetric === undefined ? MECHANISM_HLS_GMAC : MECHANISM_HLS_ECDSA;
+    const sc = 0x30 | ctx.suite;
     let invocationCounter = firstInvocationCounter;
     const conformance = CLIENT_CONFORMANCE;
     const aare = decodeAare(
@@ -107,13 +115,13 @@ export class DlmsClient {
         encodeAarq({
           contextId: CONTEXT_LN_CIPHERED,
           callingApTitle: ctx.systemTitle,
-          mechanism: MECHANISM_HLS_GMAC,
+          mechanism,
           authenticationValue: challenge,
           conformance: 0,
           maxPduSize: 0,
           cipheredInitiate: protect(
             ctx,
-            0x30,
+            sc,
             invocationCounter++,
             encodeInitiateRequest(conformance, CLIENT_MAX_PDU),
           ),
@@ -141,7 +149,7 @@ export class DlmsClient {
     this.exchange = async (plain) => {
       const tag = CIPHERED_REQUEST[plain[0]!];
       if (tag === undefined) return this.transport(plain);
-      const content = protect(ctx, 0x30, invocationCounter++, plain);
+      const content = protect(ctx, sc, invocationCounter++, plain);
       const response = await this.transport(Uint8Array.of(tag, ...encodeLength(content.length), ...content));
       if (response[0] === 0xd8) return response;
       const r = new DlmsReader(response);
@@ -150,7 +158,16 @@ export class DlmsClient {
       guard.accept(serverTitle, back.invocationCounter);
       return back.plaintext;
     };
-    const fStoC = hlsGmacResponse(ctx, invocationCounter++, stoc);
+    const serverKey = asymmetric === undefined ? null : peerSigningKey(keys as DlmsKeySet, serverTitle);
+    if (asymmetric !== undefined && serverKey === null)
+      throw new DlmsError(
+        "AUTH_FAILED",
+        `no certificate for the meter's system title ${Buffer.from(serverTitle).toString("hex")}`,
+      );
+    const fStoC =
+      asymmetric === undefined
+        ? hlsGmacResponse(ctx, invocationCounter++, stoc)
+        : hlsEcdsaResponse(asymmetric.signingKey, ctx.systemTitle, serverTitle, stoc, challenge);
     const pass4 = await this.action(15, [0, 0, 40, 0, 0, 255], 1, {
       type: "octet-string",
       value: fStoC,
@@ -161,7 +178,8 @@ export class DlmsClient {
     });
     if (pass4.data?.type !== "octet-string")
       throw new DlmsError("AUTH_FAILED", "the meter returned no f(CtoS)");
-    verifyHlsGmac(ctx, serverTitle, challenge, pass4.data.value);
+    if (serverKey === null) verifyHlsGmac(ctx, serverTitle, challenge, pass4.data.value);
+    else verifyHlsEcdsa(serverKey, serverTitle, ctx.systemTitle, challenge, stoc, pass4.data.value);
   }
 
   async associate(options: { password?: Uint8Array } = {}): Promise<void> {

@@ -15,5 +15,6 @@ export * from "./runtime/hdlc-stream.ts";
 export * from "./runtime/tcp.ts";
 export * from "./security.ts";
 export * from "./server.ts";
+export * from "./suite1.ts";
 export * from "./transport.ts";
 export * from "./units.ts";

@@ -1,3 +1,4 @@
+import { type KeyObject, X509Certificate } from "node:crypto";
 import { DlmsError } from "./errors.ts";
 import { type SecurityContext, SYSTEM_TITLE_BYTES } from "./security.ts";
 
@@ -20,15 +21,21 @@ export const SUPPORTED_SUITES: readonly SecuritySuiteId[] = [0, 1];
 const KEY_BYTES: Record<SecuritySuiteId, number> = { 0: 16, 1: 16, 2: 32 };
 
 /**
- * Suite 1's asymmetric keys (Green Book §9.2.6): the signing key pair (ECDSA P-256), the key-agreement
- * key pair (ECDH P-256) and the peers' certificates by system title. Declared so the shape is settled;
- * a key set carrying it is refused until suite 1 lands.
+ * Suite 1's asymmetric keys (Green Book §9.2.6): our ECDSA P-256 signing key and the peers' public
+ * signing keys by system title (from their X.509 certificates, `peerFromCertificate`). Used by HLS
+ * mechanism 7; key agreement (ECDH) keys join here when general-ciphering with key-info lands.
  */
 export interface AsymmetricKeys {
-  readonly signingPrivateKeyPem: string;
-  readonly keyAgreementPrivateKeyPem: string;
-  /** X.509 certificates (DER) of the peers, keyed by their system title in hex. */
-  readonly peerCertificates: ReadonlyMap<string, Uint8Array>;
+  /** Our ECDSA P-256 private key (`createPrivateKey(pem)`). */
+  readonly signingKey: KeyObject;
+  /** The peers' ECDSA P-256 public keys, keyed by their system title in hex. */
+  readonly peerSigningKeys: ReadonlyMap<string, KeyObject>;
+}
+
+const P256 = "prime256v1";
+
+function isP256(key: KeyObject, type: "private" | "public"): boolean {
+  return key.type === type && key.asymmetricKeyType === "ec" && key.asymmetricKeyDetails?.namedCurve === P256;
 }
 
 export interface DlmsKeySet {
@@ -72,12 +79,14 @@ export function checkKeySet(keys: DlmsKeySet): DlmsKeySet {
       );
   }
   if (keys.asymmetric !== undefined) {
-    throw keys.suite === 0
-      ? new DlmsError("BAD_VALUE", "suite 0 has no asymmetric keys")
-      : new DlmsError(
-          "UNSUPPORTED",
-          "suite 1 ECDH/ECDSA (general-signing, key agreement, HLS mechanism 7) is not implemented yet",
-        );
+    if (keys.suite !== 1)
+      throw new DlmsError("BAD_VALUE", `suite ${keys.suite} has no P-256 asymmetric keys`);
+    if (!isP256(keys.asymmetric.signingKey, "private"))
+      throw new DlmsError("BAD_VALUE", "suite 1 signing key must be an ECDSA P-256 private key");
+    for (const [title, key] of keys.asymmetric.peerSigningKeys) {
+      if (!isP256(key, "public"))
+        throw new DlmsError("BAD_VALUE", `peer ${title}: suite 1 signing keys are ECDSA P-256 public keys`);
+    }
   }
   return keys;
 }
@@ -133,4 +142,53 @@ export class KeyStore {
   get size(): number {
     return this.byTitle.size;
   }
+}
+
+/**
+ * A peer's system title and ECDSA P-256 public key from its X.509 certificate (DLMS UA: the subject
+ * common name is the system title in 16 hex digits). With `nowMs`, a certificate outside its validity
+ * period is refused (seed 000: SIGN_AUTH_FAIL on an expired certificate).
+ */
+export function peerFromCertificate(
+  certificate: string | Uint8Array,
+  nowMs?: number,
+): { systemTitle: Uint8Array; publicKey: KeyObject } {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(typeof certificate === "string" ? certificate : Buffer.from(certificate));
+  } catch {
+    throw new DlmsError("BAD_VALUE", "not an X.509 certificate (PEM or DER)");
+  }
+  const cn = /(?:^|\n)CN=([0-9A-Fa-f]{16})(?:\n|$)/.exec(cert.subject);
+  if (cn === null)
+    throw new DlmsError(
+      "BAD_VALUE",
+      `certificate subject "${cert.subject.replace(/\n/g, ", ")}" has no system title CN`,
+    );
+  if (!isP256(cert.publicKey, "public"))
+    throw new DlmsError("BAD_VALUE", "certificate key is not ECDSA P-256 (suite 1)");
+  if (nowMs !== undefined && (nowMs < Date.parse(cert.validFrom) || nowMs > Date.parse(cert.validTo)))
+    throw new DlmsError(
+      "AUTH_FAILED",
+      `certificate of ${cn[1]} is outside its validity (${cert.validFrom} – ${cert.validTo})`,
+    );
+  return { systemTitle: new Uint8Array(Buffer.from(cn[1]!, "hex")), publicKey: cert.publicKey };
+}
+
+/** The peer signing-key map of `AsymmetricKeys` from certificates. */
+export function peerSigningKeys(
+  certificates: Iterable<string | Uint8Array>,
+  nowMs?: number,
+): Map<string, KeyObject> {
+  const out = new Map<string, KeyObject>();
+  for (const certificate of certificates) {
+    const peer = peerFromCertificate(certificate, nowMs);
+    out.set(hex(peer.systemTitle), peer.publicKey);
+  }
+  return out;
+}
+
+/** The peer's public signing key from a suite-1 key set (null: no certificate for that system title). */
+export function peerSigningKey(keys: DlmsKeySet, peerSystemTitle: Uint8Array): KeyObject | null {
+  return keys.asymmetric?.peerSigningKeys.get(hex(peerSystemTitle)) ?? null;
 }

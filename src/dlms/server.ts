@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import {
   type Aarq,
   CONFORMANCE,
@@ -7,6 +8,7 @@ import {
   decodeInitiate,
   encodeAare,
   encodeInitiateResponse,
+  MECHANISM_HLS_ECDSA,
   MECHANISM_HLS_GMAC,
   MECHANISM_LLS,
   MECHANISM_NONE,
@@ -25,7 +27,7 @@ import type { Data } from "./axdr.ts";
 import { decodeData, encodeData, readData } from "./axdr.ts";
 import { CIPHERED_OVERHEAD_BYTES } from "./ciphering.ts";
 import { DlmsError, DlmsReader, encodeLength } from "./errors.ts";
-import { cipherContext, type DlmsKeySet } from "./keys.ts";
+import { cipherContext, type DlmsKeySet, peerSigningKey } from "./keys.ts";
 import {
   decodeGeneralGloCiphering,
   encodeGeneralGloCiphering,
@@ -36,6 +38,12 @@ import {
   unprotect,
   verifyHlsGmac,
 } from "./security.ts";
+import {
+  HLS_ECDSA_CHALLENGE_BYTES_MAX,
+  HLS_ECDSA_CHALLENGE_BYTES_MIN,
+  hlsEcdsaResponse,
+  verifyHlsEcdsa,
+} from "./suite1.ts";
 
 // A COSEM server: association (AARQ/AARE, no authentication for the public client, LLS or HLS-GMAC for
 // management), GET normal / next / with-list with block transfer when a result exceeds the negotiated
@@ -134,7 +142,7 @@ interface CipherState {
   readonly clientSystemTitle: Uint8Array;
   invocationCounter: number;
   readonly guard: InvocationCounterGuard;
-  pendingHls: { stoc: Uint8Array; ctos: Uint8Array } | null;
+  pendingHls: { stoc: Uint8Array; ctos: Uint8Array; mechanism: number; peerKey: KeyObject | null } | null;
 }
 
 export class DlmsServerSession {
@@ -193,7 +201,8 @@ export class DlmsServerSession {
       return this.refuse(1);
     }
     const base = { contextId: CONTEXT_LN, respondingApTitle: null, authenticationValue: null };
-    if (aarq.mechanism === MECHANISM_HLS_GMAC) return this.associateHls(aarq);
+    if (aarq.mechanism === MECHANISM_HLS_GMAC || aarq.mechanism === MECHANISM_HLS_ECDSA)
+      return this.associateHls(aarq);
     if (aarq.contextId !== CONTEXT_LN) {
       this.refusals++;
       return encodeAare({
@@ -260,10 +269,14 @@ export class DlmsServerSession {
     });
   }
 
-  /** HLS mechanism 5: the AARQ carries CtoS and a ciphered initiate; the AARE returns StoC; pass 3/4 follow. */
+  /**
+   * HLS mechanism 5 (GMAC) or 7 (ECDSA, suite 1): the AARQ carries CtoS and a ciphered initiate; the AARE
+   * returns StoC; pass 3/4 follow.
+   */
   private associateHls(aarq: Aarq): Uint8Array {
-    const hls =
-      this.credentials.keySet === undefined ? this.credentials.hls : cipherContext(this.credentials.keySet);
+    const keySet = this.credentials.keySet;
+    const hls = keySet === undefined ? this.credentials.hls : cipherContext(keySet);
+    const ecdsa = aarq.mechanism === MECHANISM_HLS_ECDSA;
     const reject = (diagnostic: number) => {
       this.refusals++;
       return encodeAare({
@@ -271,13 +284,15 @@ export class DlmsServerSession {
         result: 1,
         diagnostic,
         respondingApTitle: null,
-        mechanism: MECHANISM_HLS_GMAC,
+        mechanism: aarq.mechanism,
         authenticationValue: null,
         conformance: 0,
         maxPduSize: 0,
       });
     };
     if (hls === undefined || this.clientWPort !== CLIENT_MANAGEMENT) return reject(11);
+    // Mechanism 7 needs suite-1 keys: our signing key and the client's certificate key.
+    if (ecdsa && keySet?.asymmetric === undefined) return reject(11);
     if (
       aarq.contextId !== CONTEXT_LN_CIPHERED ||
       aarq.callingApTitle === null ||
@@ -287,12 +302,17 @@ export class DlmsServerSession {
     const ctos = aarq.authenticationValue;
     if (
       ctos === null ||
-      ctos.length < 8 ||
-      ctos.length > 64 ||
+      ctos.length < (ecdsa ? HLS_ECDSA_CHALLENGE_BYTES_MIN : 8) ||
+      ctos.length > (ecdsa ? HLS_ECDSA_CHALLENGE_BYTES_MAX : 64) ||
       aarq.cipheredInitiate === null ||
       aarq.cipheredInitiate === undefined
     )
       return reject(13);
+    const peerKey = ecdsa ? peerSigningKey(keySet!, aarq.callingApTitle) : null;
+    if (ecdsa && peerKey === null) {
+      this.securityRefusals++;
+      return reject(13); // no certificate for this client's system title
+    }
     const guard = new InvocationCounterGuard();
     let initiate: { conformance: number; maxPduSize: number };
     try {
@@ -305,7 +325,7 @@ export class DlmsServerSession {
       return reject(13);
     }
     const stoc = (this.credentials.challenge ?? ((n: number) => new Uint8Array(n).fill(0x5a)))(
-      HLS_STOC_BYTES,
+      ecdsa ? HLS_ECDSA_CHALLENGE_BYTES_MIN : HLS_STOC_BYTES,
     );
     this.maxPdu = Math.max(
       64,
@@ -316,7 +336,7 @@ export class DlmsServerSession {
       clientSystemTitle: aarq.callingApTitle,
       invocationCounter: 1,
       guard,
-      pendingHls: { stoc, ctos },
+      pendingHls: { stoc, ctos, mechanism: aarq.mechanism, peerKey },
     };
     const response = encodeInitiateResponse(SERVER_CONFORMANCE & initiate.conformance, this.maxPdu);
     return encodeAare({
@@ -324,11 +344,11 @@ export class DlmsServerSession {
       result: 0,
       diagnostic: 0,
       respondingApTitle: hls.systemTitle,
-      mechanism: MECHANISM_HLS_GMAC,
+      mechanism: aarq.mechanism,
       authenticationValue: stoc,
       conformance: 0,
       maxPduSize: 0,
-      cipheredInitiate: protect(hls, 0x30, this.cipher.invocationCounter++, response),
+      cipheredInitiate: protect(hls, 0x30 | hls.suite, this.cipher.invocationCounter++, response),
     });
   }
 
@@ -382,7 +402,7 @@ export class DlmsServerSession {
     else if (this.level === null)
       answer = exception(EXCEPTION_STATE.serviceNotAllowed, EXCEPTION_SERVICE.operationNotPossible);
     else answer = this.serve(plain);
-    const content = protect(cipher.ctx, 0x30, cipher.invocationCounter++, answer);
+    const content = protect(cipher.ctx, 0x30 | cipher.ctx.suite, cipher.invocationCounter++, answer);
     return tag === 0xdb
       ? encodeGeneralGloCiphering(cipher.ctx.systemTitle, content)
       : Uint8Array.of(responseTag, ...encodeLength(content.length), ...content);
@@ -409,7 +429,16 @@ export class DlmsServerSession {
         return Uint8Array.of(0xc7, 1, invokeId, ACCESS.readWriteDenied, 0);
       }
       try {
-        verifyHlsGmac(cipher.ctx, cipher.clientSystemTitle, pending.stoc, parameters.value);
+        if (pending.mechanism === MECHANISM_HLS_ECDSA)
+          verifyHlsEcdsa(
+            pending.peerKey!,
+            cipher.clientSystemTitle,
+            cipher.ctx.systemTitle,
+            pending.stoc,
+            pending.ctos,
+            parameters.value,
+          );
+        else verifyHlsGmac(cipher.ctx, cipher.clientSystemTitle, pending.stoc, parameters.value);
       } catch (error) {
         if (!(error instanceof DlmsError)) throw error;
         this.securityRefusals++;
@@ -419,7 +448,16 @@ export class DlmsServerSession {
       }
       cipher.pendingHls = null;
       this.level = "management";
-      const fCtoS = hlsGmacResponse(cipher.ctx, cipher.invocationCounter++, pending.ctos);
+      const fCtoS =
+        pending.mechanism === MECHANISM_HLS_ECDSA
+          ? hlsEcdsaResponse(
+              this.credentials.keySet!.asymmetric!.signingKey,
+              cipher.ctx.systemTitle,
+              cipher.clientSystemTitle,
+              pending.ctos,
+              pending.stoc,
+            )
+          : hlsGmacResponse(cipher.ctx, cipher.invocationCounter++, pending.ctos);
       return Uint8Array.of(0xc7, 1, invokeId, 0, 1, 0, ...encodeData({ type: "octet-string", value: fCtoS }));
     } catch (error) {
       if (!(error instanceof DlmsError)) throw error;

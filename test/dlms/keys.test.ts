@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
 import { test } from "node:test";
 import {
   checkKeySet,
@@ -20,7 +21,7 @@ const KEYS: DlmsKeySet = {
   broadcastKey: new Uint8Array(16).fill(3),
 };
 
-test("key sets are checked against their suite; suite 2 and suite 1's asymmetric part are refused by name", () => {
+test("key sets are checked against their suite: lengths, suite 2 refused by name, suite 1 keys must be P-256", () => {
   assert.equal(checkKeySet(KEYS), KEYS);
   assert.throws(() => checkKeySet({ ...KEYS, encryptionKey: new Uint8Array(32) }), {
     code: "BAD_LENGTH",
@@ -28,16 +29,31 @@ test("key sets are checked against their suite; suite 2 and suite 1's asymmetric
   });
   assert.throws(() => checkKeySet({ ...KEYS, systemTitle: new Uint8Array(7) }), { code: "BAD_LENGTH" });
   assert.throws(() => checkKeySet({ ...KEYS, suite: 2 }), { code: "UNSUPPORTED", message: /suite 2/ });
+  const pair = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const asymmetric = {
-    signingPrivateKeyPem: "",
-    keyAgreementPrivateKeyPem: "",
-    peerCertificates: new Map<string, Uint8Array>(),
+    signingKey: pair.privateKey,
+    peerSigningKeys: new Map([["414d500000000002", pair.publicKey]]),
   };
-  assert.throws(() => checkKeySet({ ...KEYS, suite: 1, asymmetric }), {
-    code: "UNSUPPORTED",
-    message: /ECDH\/ECDSA/,
-  });
-  assert.throws(() => checkKeySet({ ...KEYS, asymmetric }), { code: "BAD_VALUE" });
+  assert.equal(checkKeySet({ ...KEYS, suite: 1, asymmetric }).suite, 1);
+  assert.throws(() => checkKeySet({ ...KEYS, asymmetric }), { code: "BAD_VALUE", message: /suite 0 has no/ });
+  // Keys of another curve or the wrong half of the pair are refused.
+  const p384 = generateKeyPairSync("ec", { namedCurve: "P-384" });
+  assert.throws(
+    () => checkKeySet({ ...KEYS, suite: 1, asymmetric: { ...asymmetric, signingKey: p384.privateKey } }),
+    {
+      code: "BAD_VALUE",
+      message: /P-256 private key/,
+    },
+  );
+  assert.throws(
+    () =>
+      checkKeySet({
+        ...KEYS,
+        suite: 1,
+        asymmetric: { ...asymmetric, peerSigningKeys: new Map([["414d500000000002", pair.privateKey]]) },
+      }),
+    { code: "BAD_VALUE", message: /P-256 public keys/ },
+  );
   // Suite 1's symmetric part is AES-GCM-128 like suite 0.
   assert.equal(checkKeySet({ ...KEYS, suite: 1 }).suite, 1);
 });
