@@ -44,7 +44,6 @@ function spawnDcu(dcuId: string, url: string, dir: string): ChildProcess {
       "150",
       "--status-interval-ms",
       "300",
-      "--quiet",
     ],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
@@ -76,15 +75,45 @@ test(`amiproof dcu survives ≥ ${KILLS} SIGKILLs: nothing acknowledged lost, no
       // batches, which the next life must resend byte-identical (the head-end dedupes and acks them).
       headEnd.acking = random.chance(0.6);
       const child = spawnDcu(dcuId, broker.url, dir);
+      // The daemon logs JSON lines on stderr; "link_up" says it is polling and uplinking.
+      let ready: () => void = () => {};
+      const linkUp = new Promise<"up">((resolve) => {
+        ready = () => resolve("up");
+      });
+      let life = "";
       child.stderr?.on("data", (chunk: Buffer) => {
-        stderr = (stderr + chunk.toString()).slice(-4000);
+        const text = chunk.toString();
+        stderr = (stderr + text).slice(-4000);
+        life = (life + text).slice(-8000);
+        if (life.includes('"event":"link_up"')) ready();
       });
       const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-      // Startup (tsx load, recovery) takes a few hundred ms: kills land in recovery, polling, commit and uplink.
-      const lifeMs = random.intBetween(150, 2_500);
+      // A quarter of the kills land from the spawn on (start-up and recovery: start-up takes from a few
+      // hundred ms to seconds on a loaded machine); the rest at a random moment after the link came up
+      // (polling, commit, sealing, uplink), so every phase is hit however slow the start is.
+      const fromSpawn = random.chance(0.25);
+      const lifeMs = fromSpawn ? random.intBetween(50, 1_500) : random.intBetween(0, 2_500);
       const early = await Promise.race([
         exited,
-        new Promise<"alive">((r) => setTimeout(() => r("alive"), lifeMs)),
+        (async () => {
+          if (!fromSpawn) {
+            let timer: NodeJS.Timeout | undefined;
+            const up = await Promise.race([
+              linkUp,
+              new Promise<"slow">((r) => {
+                timer = setTimeout(() => r("slow"), 60_000);
+              }),
+            ]);
+            clearTimeout(timer);
+            assert.equal(
+              up,
+              "up",
+              `dcu did not bring its link up within 60 s before kill ${kills + 1}: ${stderr}`,
+            );
+          }
+          await new Promise((r) => setTimeout(r, lifeMs));
+          return "alive" as const;
+        })(),
       ]);
       assert.equal(
         early,
@@ -99,6 +128,10 @@ test(`amiproof dcu survives ≥ ${KILLS} SIGKILLs: nothing acknowledged lost, no
     await new Promise((resolve) => setTimeout(resolve, 500)); // late status of the last killed run
     const epochBefore = seen.status?.commit.epoch ?? 0;
     const child = spawnDcu(dcuId, broker.url, dir);
+    let last = "";
+    child.stderr?.on("data", (chunk: Buffer) => {
+      last = (last + chunk.toString()).slice(-4000);
+    });
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     await until(
       () =>
@@ -111,7 +144,7 @@ test(`amiproof dcu survives ≥ ${KILLS} SIGKILLs: nothing acknowledged lost, no
     const target = seen.status!.commit.commit_id_last;
     await until(() => seen.status!.commit.commit_id_released >= target, `release through ${target}`, 120_000);
     child.kill("SIGTERM");
-    assert.equal(await exited, 0, "clean shutdown");
+    assert.equal(await exited, 0, `clean shutdown: ${last}`);
   } finally {
     watcher.end(true);
   }

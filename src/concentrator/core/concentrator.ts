@@ -173,6 +173,8 @@ export class Concentrator {
   /** flush(): seal regardless of age until this commit_id is sealed. */
   private flushThrough = 0;
   private closed = false;
+  /** close() finished: the journal and store belong to the shell again (it closes them). */
+  private drained = false;
   private failed: Error | null = null;
   private oldestUnbatchedMs: number | null = null;
   private nextStatusMs = 0;
@@ -440,6 +442,7 @@ export class Concentrator {
 
   /** A message on a subscribed topic (acks, time). Bad payloads are counted, never thrown to the shell. */
   onMessage(topic: string, payload: Uint8Array): void {
+    if (this.drained) return;
     if (topic === acksTopic(this.config.dcuId)) {
       try {
         const ack = decodeAck(payload);
@@ -524,6 +527,9 @@ export class Concentrator {
     this.closed = true;
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
     if (this.failed === null) await this.saveState();
+    // From here the shell closes the journal: nothing may start on it any more. A late ack is ignored
+    // (its batch stays in the outbox, is resent after the next start and acked again).
+    this.drained = true;
     this.counters.commitState = "CLOSED";
   }
 
@@ -731,7 +737,7 @@ export class Concentrator {
   // ───────────────────────────── commit ─────────────────────────────
 
   private kick(): void {
-    if (this.failed !== null) return;
+    if (this.failed !== null || this.drained) return;
     if (!this.committing && this.commitQueue.length > 0) {
       this.committing = true;
       this.track(this.commitLoop().finally(() => (this.committing = false)));
