@@ -224,7 +224,17 @@ describe("web dashboard in chromium", () => {
     const download = page.waitForEvent("download");
     await page.locator("#export-bundle").click();
     await page.locator("#export-result").waitFor();
-    assert.match((await download).suggestedFilename(), /^evidence-.+\.json$/);
+    const file = await download;
+    assert.match(file.suggestedFilename(), /^evidence-.+\.json$/);
+    // … which `amiproof verify` accepts (exit 0), readings and the tamper's sealed record included.
+    const saved = join(ARTIFACTS, "evidence-bundle.json");
+    await file.saveAs(saved);
+    const report = JSON.parse(
+      execFileSync(process.execPath, [join(ROOT, "bin/amiproof.js"), "verify", saved, "--json"], {
+        encoding: "utf8",
+      }),
+    ) as Record<string, unknown>;
+    console.log(`dashboard: exported bundle verified: ${JSON.stringify(report).slice(0, 200)}`);
     assertNoProblems();
   });
 
