@@ -69,7 +69,7 @@ export function renderMeter(ctx: PageContext, meterId: string): () => void {
   const tamper = h("div", {}, h("p", { class: "hint" }, "Loading…"));
   const alerts = h("div", {});
   const log = h("div", {}, h("p", { class: "hint" }, "Loading…"));
-  const moreLog = h("button", { type: "button", hidden: true }, "Load older pages…");
+  const moreLog = h("button", { type: "button", hidden: true }, "Load the next (newer) records");
 
   // Range and register of the chart (and of the export).
   const rangeSel = h(
