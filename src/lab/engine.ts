@@ -40,6 +40,11 @@ export class Simulation {
     return this.heap.length;
   }
 
+  /** Virtual time of the next pending event, or null when none is pending. */
+  nextEventMs(): number | null {
+    return this.heap[0]?.atMs ?? null;
+  }
+
   /** Runs `action` at virtual time `atMs` (not before now). */
   at(atMs: number, action: () => void): void {
     if (!Number.isFinite(atMs)) throw new RangeError(`cannot schedule at ${atMs}`);

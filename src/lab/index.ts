@@ -1,4 +1,5 @@
-// Public API of src/lab: the virtual-time engine, the scenarios and their runner.
+// Public API of src/lab: the virtual-time engine, the scenarios and their runner, the failure-mode router.
+export * from "./diagnose.ts";
 export * from "./engine.ts";
 export * from "./registry.ts";
 export * from "./scenario.ts";

@@ -20,6 +20,8 @@ export interface ScenarioContext {
   progress(fraction: number, label?: string): void;
   /** Safeguards switched off by a mutation check (lab acceptance 3): e.g. "ack_before_commit". */
   readonly mutations: ReadonlySet<string>;
+  /** In-loop scenarios hand over the concentrator's final status (evidence packs) for `amiproof diagnose`. */
+  evidence?(status: Record<string, unknown>): void;
 }
 
 export interface ScenarioOutcome {
@@ -35,6 +37,8 @@ export interface Scenario {
   readonly defaultMeters: number;
   /** Safeguards this scenario exercises, each of which a mutation can switch off. */
   readonly safeguards: readonly string[];
+  /** Runs the real concentrator and head-end cores in the loop (src/lab/loop). */
+  readonly inLoop?: boolean;
   run(ctx: ScenarioContext): ScenarioOutcome | Promise<ScenarioOutcome>;
 }
 

@@ -1,3 +1,4 @@
+import { writeFileSync } from "node:fs";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import { findScenario, type LabReport, runScenario, SCENARIOS } from "../../lab/index.ts";
@@ -25,8 +26,15 @@ export function registerLab(program: Command): void {
       "--mutate <safeguards>",
       "switch safeguards off (comma-separated) to show the scenario catches it",
     )
+    .option(
+      "--evidence-out <file>",
+      "in-loop scenarios: write the concentrator's final status (evidence packs) for `amiproof diagnose`",
+    )
     .action(
-      async (name: string, options: { meters?: string; seed: string; json?: boolean; mutate?: string }) => {
+      async (
+        name: string,
+        options: { meters?: string; seed: string; json?: boolean; mutate?: string; evidenceOut?: string },
+      ) => {
         const scenario = findScenario(name);
         if (scenario === undefined) {
           process.stderr.write(
@@ -53,12 +61,16 @@ export function registerLab(program: Command): void {
         bar?.start(100, 0, { label: "" });
         const started = process.hrtime.bigint();
         let report: LabReport;
+        let evidence: Record<string, unknown> | null = null;
         try {
           report = await runScenario(scenario, {
             seed,
             ...(meters === undefined ? {} : { meters }),
             mutations: options.mutate?.split(",").map((m) => m.trim()) ?? [],
             progress: (fraction, label) => bar?.update(Math.round(fraction * 100), { label: label ?? "" }),
+            evidence: (status) => {
+              evidence = status;
+            },
           });
         } catch (error) {
           bar?.stop();
@@ -69,9 +81,25 @@ export function registerLab(program: Command): void {
           throw error;
         }
         bar?.stop();
+        if (options.evidenceOut !== undefined) {
+          if (evidence === null) {
+            process.stderr.write(
+              `amiproof lab run: ${scenario.name} runs no concentrator in the loop: no evidence to write\n`,
+            );
+          } else {
+            writeFileSync(options.evidenceOut, `${JSON.stringify(evidence, null, 2)}\n`);
+          }
+        }
         const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
         if (options.json) {
           process.stdout.write(`${JSON.stringify(report)}\n`);
+          const first = report.predicates.find((p) => !p.passed);
+          // stdout stays one JSON object; the replay line goes to stderr.
+          if (first !== undefined) {
+            process.stderr.write(
+              `FAILED with seed ${report.seed}: first violated predicate ${first.name}: ${first.detail}\nreplay: amiproof lab run ${report.scenario} --seed ${report.seed} --meters ${report.meters}\n`,
+            );
+          }
         } else {
           process.stdout.write(
             `${report.scenario}  seed ${report.seed}  meters ${report.meters}  (${(wallMs / 1000).toFixed(1)} s)\n`,
