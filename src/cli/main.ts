@@ -1,19 +1,26 @@
 // shell: the command-line entry; every command lives in its own module under ./commands.
 import { Command } from "commander";
-import { registerBench } from "./commands/bench.ts";
-import { registerCampaign } from "./commands/campaign.ts";
-import { registerDcu } from "./commands/dcu.ts";
-import { registerDiagnose } from "./commands/diagnose.ts";
-import { registerDlms } from "./commands/dlms.ts";
-import { registerEvidence } from "./commands/evidence.ts";
-import { registerFirmware } from "./commands/firmware.ts";
-import { registerHeadend } from "./commands/headend.ts";
-import { registerLab } from "./commands/lab.ts";
-import { registerMbus } from "./commands/mbus.ts";
-import { registerMeter } from "./commands/meter.ts";
-import { registerPki } from "./commands/pki.ts";
-import { registerUp } from "./commands/up.ts";
-import { registerVerify } from "./commands/verify.ts";
+
+type Register = (program: Command) => void;
+
+// Loaded on demand: a command pulls in only its own dependencies (`amiproof verify` needs no HTTP server,
+// MQTT client or X.509 library), which keeps a CLI start near bare Node. Order is the help's order.
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  up: async () => (await import("./commands/up.ts")).registerUp,
+  headend: async () => (await import("./commands/headend.ts")).registerHeadend,
+  dcu: async () => (await import("./commands/dcu.ts")).registerDcu,
+  meter: async () => (await import("./commands/meter.ts")).registerMeter,
+  verify: async () => (await import("./commands/verify.ts")).registerVerify,
+  evidence: async () => (await import("./commands/evidence.ts")).registerEvidence,
+  lab: async () => (await import("./commands/lab.ts")).registerLab,
+  bench: async () => (await import("./commands/bench.ts")).registerBench,
+  diagnose: async () => (await import("./commands/diagnose.ts")).registerDiagnose,
+  campaign: async () => (await import("./commands/campaign.ts")).registerCampaign,
+  dlms: async () => (await import("./commands/dlms.ts")).registerDlms,
+  mbus: async () => (await import("./commands/mbus.ts")).registerMbus,
+  pki: async () => (await import("./commands/pki.ts")).registerPki,
+  firmware: async () => (await import("./commands/firmware.ts")).registerFirmware,
+};
 
 const program = new Command();
 program
@@ -23,23 +30,10 @@ program
   .enablePositionalOptions() // subcommands own their flags (firmware build --version)
   .showHelpAfterError();
 
-for (const register of [
-  registerUp,
-  registerHeadend,
-  registerDcu,
-  registerMeter,
-  registerVerify,
-  registerEvidence,
-  registerLab,
-  registerBench,
-  registerDiagnose,
-  registerDlms,
-  registerMbus,
-  registerPki,
-  registerFirmware,
-  registerCampaign,
-]) {
-  register(program);
-}
+// The first argument that is not an option names the command; anything else (help, a typo) loads them all
+// so that commander can list them or suggest one.
+const named = process.argv.slice(2).find((arg) => !arg.startsWith("-"));
+const wanted = named !== undefined && named in COMMANDS ? [named] : Object.keys(COMMANDS);
+for (const name of wanted) (await COMMANDS[name]!())(program);
 
 await program.parseAsync(process.argv);
