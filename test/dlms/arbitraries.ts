@@ -48,7 +48,13 @@ function simpleOf(type: TypeDescription["type"]): fc.Arbitrary<Data> {
         .uint8Array({ maxLength: 40 })
         .map((b) => ({ type, value: Buffer.from(b).toString("latin1") }));
     case "utf8-string":
-      return fc.string({ unit: "binary", maxLength: 30 }).map((value) => ({ type, value }));
+      // Any Unicode scalar value (1- to 4-byte UTF-8). Built from code points: fast-check's "binary"
+      // string unit costs seconds of set-up per process.
+      return fc
+        .array(fc.oneof(fc.integer({ min: 0, max: 0xd7ff }), fc.integer({ min: 0xe000, max: 0x10ffff })), {
+          maxLength: 30,
+        })
+        .map((codePoints) => ({ type, value: String.fromCodePoint(...codePoints) }));
     case "bcd":
     case "unsigned":
     case "enum":

@@ -28,6 +28,8 @@ import {
 } from "../../src/dlms/index.ts";
 import { BlobModel } from "./blob-model.ts";
 
+const RUNS = Number(process.env.AMIPROOF_FUZZ_RUNS ?? 300);
+
 // IEC 62056-46 HDLC link layer: SNRM/UA negotiation, I frames with N(S)/N(R), RR polling of segments,
 // DISC/UA/DM, FRMR, damaged frames dropped and counted, lost frames recovered by the client's
 // retransmission on its response time-out (virtual time throughout).
@@ -394,7 +396,7 @@ test("fuzz: random bytes and damaged frames into either link only count errors, 
         }
       },
     ),
-    { numRuns: 400 },
+    { numRuns: RUNS },
   );
 });
 

@@ -17,6 +17,8 @@ import {
 } from "../../src/dlms/index.ts";
 import { BlobModel } from "./blob-model.ts";
 
+const RUNS = Number(process.env.AMIPROOF_FUZZ_RUNS ?? 300);
+
 // GET with-list, SET with datablocks and the exception / data-access-result codes of every refused
 // path, served by DlmsServerSession and driven by DlmsClient, plain and glo-ciphered (HLS-GMAC suite 0).
 
@@ -392,7 +394,7 @@ test("fuzz: any request bytes on an association get a well-formed response APDU,
         apdu.kind,
       );
     }),
-    { numRuns: 1500 },
+    { numRuns: RUNS * 3 },
   );
   // The session still serves after the storm.
   const client = new DlmsClient(async (r) => session.handle(r) ?? new Uint8Array(0));
