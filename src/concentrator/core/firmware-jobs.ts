@@ -151,6 +151,8 @@ class JobFailure extends Error {
 export class FirmwareJobs {
   private readonly cache: ImageCache;
   private readonly queue: Job[] = [];
+  /** Keys of the queued jobs (duplicate commands are found without scanning the queue). */
+  private readonly queuedKeys = new Set<string>();
   private readonly running = new Map<string, Job>();
   private readonly done = new Map<string, JobReport>();
   private readonly inFlight = new Set<Promise<void>>();
@@ -216,10 +218,7 @@ export class FirmwareJobs {
         this.report(message.campaignId, finished);
         continue;
       }
-      const queuedAlready = this.queue.find(
-        (j) => j.campaignId === message.campaignId && j.command.meterId === command.meterId,
-      );
-      if (this.running.has(key) || queuedAlready !== undefined) {
+      if (this.running.has(key) || this.queuedKeys.has(key)) {
         this.counters.duplicates_ignored++;
         continue;
       }
@@ -236,6 +235,7 @@ export class FirmwareJobs {
         aborted: false,
         transferStarted: false,
       });
+      this.queuedKeys.add(key);
     }
     this.queue.sort((a, b) => a.notBeforeMs - b.notBeforeMs);
   }
@@ -247,6 +247,7 @@ export class FirmwareJobs {
       const index = this.queue.findIndex((j) => j.notBeforeMs <= now);
       if (index < 0) return;
       const job = this.queue.splice(index, 1)[0]!;
+      this.queuedKeys.delete(jobKey(job.campaignId, job.command.meterId));
       this.running.set(jobKey(job.campaignId, job.command.meterId), job);
       this.peakSessions = Math.max(this.peakSessions, this.running.size);
       const run: Promise<void> = this.run(job).finally(() => {
@@ -270,8 +271,10 @@ export class FirmwareJobs {
 
   private cancelCampaign(campaignId: string, forced: boolean): void {
     for (let i = this.queue.length - 1; i >= 0; i--) {
-      if (this.queue[i]!.campaignId === campaignId) {
+      const job = this.queue[i]!;
+      if (job.campaignId === campaignId) {
         this.queue.splice(i, 1);
+        this.queuedKeys.delete(jobKey(job.campaignId, job.command.meterId));
         this.counters.cancelled++;
       }
     }
@@ -330,6 +333,7 @@ export class FirmwareJobs {
 
   private requeue(job: Job): void {
     this.queue.push(job);
+    this.queuedKeys.add(jobKey(job.campaignId, job.command.meterId));
     this.queue.sort((a, b) => a.notBeforeMs - b.notBeforeMs);
   }
 
