@@ -11,6 +11,8 @@ import { type PageContext, pageLife } from "./page.ts";
 /** Readings drawn at most per chart (pages of 1,000 from the API); a wider range says it was cut. */
 export const CHART_ROWS_MAX = 10_000;
 export const EVENT_LOG_PAGE_ROWS = 100;
+/** Register units (e.g. Wh) a load point spans at least, so whole-unit steps do not dominate it. */
+export const LOAD_SPAN_UNITS_MIN = 20;
 const HOUR_MS = 3_600_000;
 const RANGES: readonly { key: string; label: string; ms: number }[] = [
   { key: "24h", label: "24 hours", ms: 24 * HOUR_MS },
@@ -243,10 +245,19 @@ export function renderMeter(ctx: PageContext, meterId: string): () => void {
     const energy = first !== undefined && isEnergy(obis, first.unit);
     const xs: number[] = [];
     const ys: number[] = [];
+    let span = 1;
     if (energy) {
-      // The load between two register readings: Δenergy / Δtime, as average power in W (var, VA).
-      for (let i = 1; i < rows.length; i++) {
-        const a = rows[i - 1]!;
+      // The load between register readings: Δenergy / Δtime, as average power in W (var, VA). A register
+      // counts whole units (1 Wh): when readings are only a few units apart, the load is taken over a span
+      // of readings long enough to hold LOAD_SPAN_UNITS_MIN units (at most half of them), not a sawtooth.
+      const last = rows[rows.length - 1];
+      if (first !== undefined && last !== undefined && rows.length > 2) {
+        const unitsPerReading = (last.value - first.value) / (rows.length - 1);
+        if (unitsPerReading > 0)
+          span = Math.max(1, Math.min(Math.floor(rows.length / 2), Math.ceil(LOAD_SPAN_UNITS_MIN / unitsPerReading)));
+      }
+      for (let i = span; i < rows.length; i++) {
+        const a = rows[i - span]!;
         const b = rows[i]!;
         const hours = (b.timestamp_ms - a.timestamp_ms) / HOUR_MS;
         if (hours <= 0) continue;
@@ -271,7 +282,7 @@ export function renderMeter(ctx: PageContext, meterId: string): () => void {
       return;
     }
     chartNote.textContent = `${fmtNumber(rows.length)} readings of ${obis} from ${fmtTime(fromMs)} to ${fmtTime(toMs)}${
-      energy ? " — load derived from the energy register" : ""
+      energy ? ` — load derived from the energy register${span > 1 ? `, each point averaged over ${span} readings` : ""}` : ""
     }${cut ? ` — the first ${fmtNumber(CHART_ROWS_MAX)} only: narrow the range to see the rest` : ""}.`;
     chartBox.setAttribute("aria-label", `Load chart: ${xs.length} points of ${obis}`);
     const width = Math.max(280, chartBox.clientWidth || 600);
