@@ -325,7 +325,7 @@ export async function startUpLab(options: { meters?: number; dcus?: number } = {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const lines = await until("`amiproof up` to print its dashboard and tokens lines", 60_000, async () => {
+    const lines = await until("`amiproof up` to print its dashboard and tokens lines", 120_000, async () => {
       if (child.exitCode !== null) throw new Error(`amiproof up exited ${child.exitCode}:\n${output}`);
       const dashboard = /dashboard:\s*(\S+)/.exec(output)?.[1];
       const tokens = /tokens:\s*(\S+)/.exec(output)?.[1];
@@ -347,7 +347,7 @@ export async function startUpLab(options: { meters?: number; dcus?: number } = {
     const call = (method: string, path: string, role: Role, body?: unknown) =>
       callApi(dashboardUrl, tokens[role], method, path, body);
     // A meter whose readings have arrived (the virtual meters read every few seconds).
-    const meterId = await until("a virtual meter's readings at the head-end", 60_000, async () => {
+    const meterId = await until("a virtual meter's readings at the head-end", 120_000, async () => {
       const page = (await call("GET", "/api/meters?limit=100", "viewer")).json as {
         items?: { meter_id: string; last_reading_ms: number | null }[];
       };
