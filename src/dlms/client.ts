@@ -82,6 +82,8 @@ export class DlmsClient {
   maxPdu = CLIENT_MAX_PDU;
   /** Room left in each PDU for the ciphered form once the association is ciphered. */
   private overheadBytes = 0;
+  /** The conformance block the meter granted (null before an association). */
+  negotiatedConformance: number | null = null;
 
   constructor(private readonly transport: Exchange) {
     this.exchange = transport;
@@ -143,7 +145,9 @@ export class DlmsClient {
     const guard = new InvocationCounterGuard();
     const opened = unprotect(ctx, serverTitle, aare.cipheredInitiate);
     guard.accept(serverTitle, opened.invocationCounter);
-    this.maxPdu = decodeInitiate(opened.plaintext, true).maxPduSize;
+    const initiate = decodeInitiate(opened.plaintext, true);
+    this.maxPdu = initiate.maxPduSize;
+    this.negotiatedConformance = initiate.conformance;
     this.overheadBytes = CIPHERED_OVERHEAD_BYTES;
     const stoc = aare.authenticationValue;
     this.exchange = async (plain) => {
@@ -203,6 +207,7 @@ export class DlmsClient {
       );
     }
     this.maxPdu = aare.maxPduSize;
+    this.negotiatedConformance = aare.conformance;
   }
 
   async get(
@@ -275,6 +280,11 @@ export class DlmsClient {
    */
   async getWithList(items: readonly AttributeRequest[]): Promise<GetDataResult[]> {
     const results: GetDataResult[] = [];
+    if (!this.granted(CONFORMANCE.multipleReferences)) {
+      // A meter without multiple-references: one GET per attribute, results in the same shape.
+      for (const item of items) results.push(await this.getResult(item));
+      return results;
+    }
     const budget = this.maxPdu - this.overheadBytes;
     let batch: AttributeRequest[] = [];
     const flush = async () => {
@@ -293,6 +303,20 @@ export class DlmsClient {
     }
     await flush();
     return results;
+  }
+
+  private granted(bit: number): boolean {
+    return this.negotiatedConformance === null || (this.negotiatedConformance & bit) !== 0;
+  }
+
+  private async getResult(item: AttributeRequest): Promise<GetDataResult> {
+    try {
+      return { data: await this.get(item.classId, item.obis, item.attributeId, item.selection ?? null) };
+    } catch (error) {
+      if (error instanceof DlmsError && error.dataAccessResult !== undefined)
+        return { error: error.dataAccessResult };
+      throw error;
+    }
   }
 
   private listRequest(invokeId: number, items: readonly AttributeRequest[]): Uint8Array {
@@ -340,6 +364,11 @@ export class DlmsClient {
       if (apdu.result !== 0) throw accessError(apdu.result, what);
       return;
     }
+    if (!this.granted(CONFORMANCE.blockTransferWithSetOrWrite))
+      throw new DlmsError(
+        "BAD_LENGTH",
+        `${what}: ${normal.length} bytes exceed the PDU of ${this.maxPdu} and the meter did not grant block-transfer-with-set`,
+      );
     // First-datablock header: tag, choice, invoke id, descriptor (9), selection flag, last, block (4), length (≤ 3).
     const blockBytes = budget - 24;
     if (blockBytes < 1)
@@ -467,7 +496,12 @@ export function exceptionError(apdu: Extract<Apdu, { kind: "exception-response" 
 
 function accessError(code: number, what: string): DlmsError {
   const name = DATA_ACCESS_RESULTS[code] ?? `result ${code}`;
-  if (code === 3) return new DlmsError("ACCESS_DENIED", `${what}: ${name}`);
-  if (code === 4) return new DlmsError("OBJECT_UNDEFINED", `${what}: ${name}`);
-  return new DlmsError("DATA_ACCESS_ERROR", `${what}: ${name}`);
+  const error =
+    code === 3
+      ? new DlmsError("ACCESS_DENIED", `${what}: ${name}`)
+      : code === 4
+        ? new DlmsError("OBJECT_UNDEFINED", `${what}: ${name}`)
+        : new DlmsError("DATA_ACCESS_ERROR", `${what}: ${name}`);
+  error.dataAccessResult = code;
+  return error;
 }

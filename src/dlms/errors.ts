@@ -27,6 +27,8 @@ export type DlmsErrorCode =
 
 export class DlmsError extends Error {
   readonly code: DlmsErrorCode;
+  /** The meter's data-access-result, when the error is one (ACCESS_DENIED, OBJECT_UNDEFINED, DATA_ACCESS_ERROR). */
+  dataAccessResult?: number;
 
   constructor(code: DlmsErrorCode, message: string, at?: number) {
     super(at === undefined ? `${code}: ${message}` : `${code}: ${message} (at byte ${at})`);

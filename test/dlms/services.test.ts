@@ -2,13 +2,16 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import {
+  CONFORMANCE,
   type CosemObjectModel,
   connectDlms,
   type Data,
   DlmsClient,
   type DlmsKeySet,
   DlmsServerSession,
+  decodeAare,
   decodeApdu,
+  encodeAare,
   encodeApdu,
   listenDlms,
   type Obis,
@@ -436,4 +439,36 @@ test("over real TCP with HLS-GMAC from key sets: ciphered GET with-list and SET 
   } finally {
     await server.close();
   }
+});
+
+test("a meter that grants neither multiple-references nor SET blocks: with-list falls back to GETs, a long SET is refused before sending", async () => {
+  const session = new DlmsServerSession(new BlobModel(2, 20), { lowLevelPassword: PASSWORD }, 1);
+  const sent: Uint8Array[] = [];
+  const client = new DlmsClient(async (request) => {
+    sent.push(request);
+    const answer = session.handle(request)!;
+    if (answer[0] !== 0x61) return answer;
+    // A third-party meter's AARE: the same association with a smaller conformance block.
+    const aare = decodeAare(answer);
+    return encodeAare({
+      ...aare,
+      conformance:
+        aare.conformance & ~(CONFORMANCE.multipleReferences | CONFORMANCE.blockTransferWithSetOrWrite),
+    });
+  });
+  await client.associate({ password: PASSWORD });
+  assert.equal((client.negotiatedConformance! & CONFORMANCE.multipleReferences) === 0, true);
+  const results = await client.getWithList([
+    { classId: 1, obis: blob(0), attributeId: 2 },
+    { classId: 1, obis: parseObis("0.0.96.129.0.255"), attributeId: 2 },
+    { classId: 1, obis: blob(1), attributeId: 2 },
+  ]);
+  assert.deepEqual(results, [{ data: octets(20, 0) }, { error: 4 }, { data: octets(20, 1) }]);
+  assert.ok(sent.slice(1).every((apdu) => decodeApdu(apdu).kind === "get-request-normal"));
+  const before = sent.length;
+  await assert.rejects(client.set(1, blob(0), 2, octets(3000, 1)), {
+    code: "BAD_LENGTH",
+    message: /did not grant block-transfer-with-set/,
+  });
+  assert.equal(sent.length, before, "nothing sent");
 });
