@@ -175,6 +175,37 @@ describe("dashboard endpoints", () => {
       [[2, "linked"]],
     );
 
+    // Newest first (what the meter page shows): pages of 2 walking back, each checked across page edges.
+    const base = `/api/dashboard/meters/${meter.meterId}/event-log?order=newest&limit=2`;
+    const newest = await get(base, h.tokens.viewer);
+    assert.deepEqual(
+      (newest.json.items as { seq: number; chain: string }[]).map((e) => [e.seq, e.chain]),
+      [
+        [4, "linked"],
+        [6, "predecessor_missing"],
+      ],
+    );
+    const older = newest.json.older as { before_ms: number; before_seq: number };
+    assert.deepEqual(older, { before_ms: t + 3_000, before_seq: 4 });
+    const next = await get(
+      `${base}&before_ms=${older.before_ms}&before_seq=${older.before_seq}`,
+      h.tokens.viewer,
+    );
+    assert.deepEqual(
+      (next.json.items as { seq: number }[]).map((e) => e.seq),
+      [2, 3],
+    );
+    const next2 = next.json.older as { before_ms: number; before_seq: number };
+    const last = await get(
+      `${base}&before_ms=${next2.before_ms}&before_seq=${next2.before_seq}`,
+      h.tokens.viewer,
+    );
+    assert.deepEqual(
+      (last.json.items as { seq: number }[]).map((e) => e.seq),
+      [1],
+    );
+    assert.equal(last.json.older, null);
+
     // A key replaced after the fact: every stored record now fails its signature check, and says so.
     const stranger = new TestMeter(meter.meterId, 99);
     await fetch(`${h.apiUrl}/api/meters`, {

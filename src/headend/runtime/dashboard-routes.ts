@@ -33,6 +33,10 @@ export const GAP_TIMELINE_TOP_MAX = 50;
 export const EVENT_LOG_ROWS_MAX = 200;
 /** A page's first record whose predecessor is on an earlier page: looked up this far back in time. */
 export const EVENT_PREDECESSOR_WINDOW_MS = 31 * 24 * 3_600_000;
+/** Newest-first pages look back through at most this many growing windows, then from the range's start. */
+export const EVENT_NEWEST_WINDOWS_MAX = 12;
+/** Rows one newest-first window reads at most. */
+export const EVENT_NEWEST_SCAN_ROWS_MAX = 50_000;
 
 type Verdict = "valid" | "invalid" | "no_key" | "undecodable";
 type ChainVerdict = "linked" | "genesis" | "broken" | "predecessor_missing";
@@ -145,7 +149,18 @@ export function dashboardRoutes(deps: ApiDeps): DashboardRoute[] {
           type: "integer",
           description: `rows per page, 1..${EVENT_LOG_ROWS_MAX} (default 50)`,
         },
-        { name: "cursor", type: "string", description: "next_cursor of the previous page" },
+        { name: "cursor", type: "string", description: "next_cursor of the previous page (oldest first)" },
+        {
+          name: "order",
+          type: "string",
+          description: "newest: the newest page first; `older` names the next",
+        },
+        {
+          name: "before_ms",
+          type: "integer",
+          description: "order=newest: records before (before_ms, before_seq)",
+        },
+        { name: "before_seq", type: "integer", description: "order=newest: see before_ms" },
       ],
       handler: (request) => eventLog(request),
     },
@@ -237,6 +252,43 @@ export function dashboardRoutes(deps: ApiDeps): DashboardRoute[] {
    * the provisioned event_seal key, and its prev_digest against the digest of record seq − 1 (or the
    * meter's genesis digest for seq 1).
    */
+  /**
+   * The newest `limit` events in [fromMs, toMs) (before `before` when given), oldest first. The store pages
+   * forward in time, so this looks back through windows growing ×8 from one minute until `limit` events
+   * are in reach (at most EVENT_NEWEST_WINDOWS_MAX windows; then from `fromMs`), reading at most
+   * EVENT_NEWEST_SCAN_ROWS_MAX rows of the final window.
+   */
+  async function newestEvents(
+    meterId: string,
+    fromMs: number,
+    toMs: number,
+    limit: number,
+    before: { ms: number; seq: number } | null,
+  ): Promise<{ items: EventRow[]; more: boolean }> {
+    const keep = (e: EventRow) =>
+      before === null || e.timestampMs < before.ms || (e.timestampMs === before.ms && e.seq < before.seq);
+    let windowMs = 60_000;
+    for (let w = 0; ; w++) {
+      const start = w >= EVENT_NEWEST_WINDOWS_MAX ? fromMs : Math.max(fromMs, toMs - windowMs);
+      const rows: EventRow[] = [];
+      let cursor: string | null = null;
+      let scanned = 0;
+      do {
+        const page: Page<EventRow> = await store.listEvents(meterId, start, toMs, {
+          limit: PAGE_ROWS_MAX,
+          cursor,
+        });
+        for (const e of page.items) if (keep(e)) rows.push(e);
+        if (rows.length > limit) rows.splice(0, rows.length - limit - 1); // the newest limit + 1 only
+        scanned += page.items.length;
+        cursor = page.nextCursor;
+      } while (cursor !== null && scanned < EVENT_NEWEST_SCAN_ROWS_MAX);
+      if (rows.length > limit) return { items: rows.slice(1), more: true };
+      if (start === fromMs) return { items: rows, more: false };
+      windowMs *= 8;
+    }
+  }
+
   async function eventLog(request: FastifyRequest) {
     const meterId = (request.params as Record<string, unknown>).id;
     if (typeof meterId !== "string" || meterId.length === 0 || meterId.length > 128)
@@ -244,10 +296,29 @@ export function dashboardRoutes(deps: ApiDeps): DashboardRoute[] {
     const limit = queryInt(request, "limit", 1, EVENT_LOG_ROWS_MAX) ?? 50;
     const fromMs = queryTime(request, "from") ?? 0;
     const toMs = queryTime(request, "to") ?? deps.nowMs() + 86_400_000;
-    const page = await store.listEvents(meterId, fromMs, toMs, {
-      limit,
-      cursor: queryText(request, "cursor") ?? null,
-    });
+    const newest = queryText(request, "order") === "newest";
+    let page: Page<EventRow>;
+    let older: { before_ms: number; before_seq: number } | null = null;
+    if (newest) {
+      const beforeMs = queryInt(request, "before_ms", 0, Number.MAX_SAFE_INTEGER);
+      const beforeSeq = queryInt(request, "before_seq", 0, 0xffff_ffff);
+      const found = await newestEvents(
+        meterId,
+        fromMs,
+        beforeMs === undefined ? toMs : Math.min(toMs, beforeMs + 1),
+        limit,
+        beforeMs === undefined || beforeSeq === undefined ? null : { ms: beforeMs, seq: beforeSeq },
+      );
+      page = { items: found.items, nextCursor: null };
+      const oldest = found.items[0];
+      if (found.more && oldest !== undefined)
+        older = { before_ms: oldest.timestampMs, before_seq: oldest.seq };
+    } else {
+      page = await store.listEvents(meterId, fromMs, toMs, {
+        limit,
+        cursor: queryText(request, "cursor") ?? null,
+      });
+    }
     const key = deps.registry.meterKey(meterId);
     const decoded: (EventRecord | null)[] = page.items.map((row) => {
       try {
@@ -300,7 +371,13 @@ export function dashboardRoutes(deps: ApiDeps): DashboardRoute[] {
         problem,
       });
     }
-    return { meter_id: meterId, key_provisioned: key !== null, items, next_cursor: page.nextCursor };
+    return {
+      meter_id: meterId,
+      key_provisioned: key !== null,
+      items,
+      next_cursor: page.nextCursor,
+      ...(newest ? { older } : {}),
+    };
 
     async function findDigest(id: string, record: EventRecord): Promise<Uint8Array | null> {
       // Bounded: one page of the meter's events in the window before this record.

@@ -71,7 +71,7 @@ export function renderMeter(ctx: PageContext, meterId: string): () => void {
   const tamper = h("div", {}, h("p", { class: "hint" }, "Loading…"));
   const alerts = h("div", {});
   const log = h("div", {}, h("p", { class: "hint" }, "Loading…"));
-  const moreLog = h("button", { type: "button", hidden: true }, "Load the next (newer) records");
+  const moreLog = h("button", { type: "button", hidden: true }, "Load older records");
 
   // Range and register of the chart (and of the export).
   const rangeSel = h(
@@ -365,26 +365,35 @@ export function renderMeter(ctx: PageContext, meterId: string): () => void {
     })();
   });
 
-  // The event log, page by page (each record re-verified by the head-end).
+  // The event log, newest first, page by page (each record re-verified by the head-end).
   const logItems: LogItem[] = [];
-  let logCursor: string | null = null;
+  let older: { before_ms: number; before_seq: number } | null = null;
   async function loadLog(): Promise<void> {
     moreLog.disabled = true;
     try {
-      const page = await api<{ items: LogItem[]; next_cursor: string | null; key_provisioned: boolean }>(
-        `/api/dashboard/meters/${encodeURIComponent(meterId)}/event-log${qs({ cursor: logCursor, limit: EVENT_LOG_PAGE_ROWS })}`,
+      const page = await api<{
+        items: LogItem[];
+        older: { before_ms: number; before_seq: number } | null;
+        key_provisioned: boolean;
+      }>(
+        `/api/dashboard/meters/${encodeURIComponent(meterId)}/event-log${qs({
+          order: "newest",
+          limit: EVENT_LOG_PAGE_ROWS,
+          before_ms: older?.before_ms,
+          before_seq: older?.before_seq,
+        })}`,
       );
       if (!life.alive()) return;
-      logItems.push(...page.items);
-      logCursor = page.next_cursor;
-      moreLog.hidden = logCursor === null;
+      logItems.push(...[...page.items].reverse());
+      older = page.older;
+      moreLog.hidden = older === null;
       clear(log);
       const bad = logItems.filter((e) => !e.ok).length;
       log.append(
         h(
           "p",
           { class: "hint" },
-          `${fmtNumber(logItems.length)} ${logItems.length === 1 ? "record" : "records"}, oldest first. Each one re-checked by the head-end: CRC, signature with the meter's event_seal key, and its link to the previous record's digest. `,
+          `${fmtNumber(logItems.length)} ${logItems.length === 1 ? "record" : "records"}, newest first. Each one re-checked by the head-end: CRC, signature with the meter's event_seal key, and its link to the previous record's digest. `,
           bad === 0 ? badge("all verified", "ok") : badge(`${bad} not verified`, "bad"),
         ),
         logItems.length === 0
@@ -467,7 +476,7 @@ export function renderMeter(ctx: PageContext, meterId: string): () => void {
       if (e.alert.meter_id === meterId) {
         void loadMeter();
         logItems.length = 0;
-        logCursor = null;
+        older = null;
         void loadLog();
       }
     }),
