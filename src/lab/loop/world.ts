@@ -208,6 +208,8 @@ export class LoopWorld {
   /** Highest outbox depth seen (bounded-buffering predicate). */
   outboxMax = 0;
   hesCommitFaults = 0;
+  /** When the concentrator comes back after the current power cut (null while it is up). */
+  restartAtMs: number | null = null;
   /** The meters stop capturing at this true time (the settling phase). */
   meterClockStopMs = Number.POSITIVE_INFINITY;
   dcu!: Concentrator;
@@ -383,6 +385,7 @@ export class LoopWorld {
     this.restarts.push({ atMs: this.sim.nowMs, cause, epochBefore: this.journal.epoch, epochAfter: null });
     this.packsAtCut.push(this.dcu.packs());
     this.storage.powerCut(this.rng);
+    this.restartAtMs = this.sim.nowMs + offMs;
     this.sim.after(offMs, () => this.later(() => this.restart("UNCLEAN_RESTART")));
   }
 
@@ -556,6 +559,7 @@ export class LoopWorld {
     // The power cut's torn bytes are on the medium; a storage fault armed before it is spent.
     this.storage.cancelFailure();
     await this.open(resetReason);
+    this.restartAtMs = null;
     const last = this.restarts[this.restarts.length - 1];
     if (last !== undefined && last.epochAfter === null) last.epochAfter = this.journal.epoch;
   }

@@ -201,6 +201,8 @@ export const fleetDay: Scenario = {
     let compactRecords = 0;
     for (const { meter } of compact) {
       compactRecords += meter.records.length;
+      if (meter.records.some((r) => r.timeQuality === undefined))
+        noQuality ??= `${meter.id}: a compact record without time_quality`;
       const problem = meter.chainProblem();
       if (problem !== null) chain ??= problem;
       const stepped = meter.timeSteps.length;
