@@ -33,6 +33,11 @@ export const HDLC_RESPONSE_TIMEOUT_MS_DEFAULT = 1_000;
 export const HDLC_RETRIES_MAX_DEFAULT = 3;
 /** Inactivity time-out of the server: with no frame for this long it falls back to disconnected. */
 export const HDLC_INACTIVITY_TIMEOUT_MS_DEFAULT = 120_000;
+/**
+ * A frame whose bytes stop for this long is dropped (IEC 62056-46 / HDLC setup class 23
+ * inter_octet_time_out, 25 ms by default there; wider here because TCP serial bridges split frames).
+ */
+export const HDLC_INTER_OCTET_TIMEOUT_MS_DEFAULT = 200;
 /** Bound on an APDU handed to the link (the reassembly bound of hdlc.ts, minus the LLC header). */
 export const HDLC_APDU_BYTES_MAX = 65_535;
 
@@ -64,6 +69,8 @@ export interface HdlcLinkCounters {
   duplicates: number;
   /** FRMR sent (server) or received (client). */
   frameRejects: number;
+  /** Partly received frames dropped after the inter-octet time-out. */
+  partialFramesDropped: number;
 }
 
 function newCounters(): HdlcLinkCounters {
@@ -77,6 +84,7 @@ function newCounters(): HdlcLinkCounters {
     retransmissions: 0,
     duplicates: 0,
     frameRejects: 0,
+    partialFramesDropped: 0,
   };
 }
 
@@ -86,6 +94,8 @@ export interface HdlcAddressing {
   /** The server's HDLC address as one number (`serverAddress(upper, lower, bytes)`). */
   readonly serverAddress: number;
   readonly serverAddressBytes: HdlcAddressBytes;
+  /** Silence after which a partly received frame is dropped (default `HDLC_INTER_OCTET_TIMEOUT_MS_DEFAULT`). */
+  readonly interOctetTimeoutMs?: number;
 }
 
 const WINDOW_1 = { windowTransmit: 1, windowReceive: 1 } as const;
@@ -99,6 +109,7 @@ abstract class HdlcStation {
   protected receiveSeq = 0;
   protected readonly reader = new HdlcStreamReader();
   protected readonly reassembler = new HdlcReassembler();
+  private lastOctetMs = 0;
 
   constructor(
     protected readonly addressing: HdlcAddressing,
@@ -107,6 +118,12 @@ abstract class HdlcStation {
 
   /** Bytes from the line (any chunking); frames for this station are acted on. */
   receive(chunk: Uint8Array, nowMs: number): void {
+    const interOctetTimeoutMs = this.addressing.interOctetTimeoutMs ?? HDLC_INTER_OCTET_TIMEOUT_MS_DEFAULT;
+    if (this.reader.pendingBytes > 0 && nowMs - this.lastOctetMs > interOctetTimeoutMs) {
+      this.reader.discardPending();
+      this.counters.partialFramesDropped++;
+    }
+    this.lastOctetMs = nowMs;
     for (const item of this.reader.push(chunk)) {
       if ("error" in item) {
         if (item.error.code === "BAD_HCS") this.counters.hcsErrors++;

@@ -311,6 +311,17 @@ export class HdlcStreamReader {
     return this.buffer.length === 1 && this.buffer[0] === HDLC_FLAG ? 0 : this.buffer.length;
   }
 
+  /**
+   * Drops a partly received frame (the link's inter-octet time-out passed): bytes held for a frame whose
+   * length field was damaged must not swallow, and later replay, the frames that follow. Returns the
+   * bytes dropped.
+   */
+  discardPending(): number {
+    const dropped = this.pendingBytes;
+    this.buffer = new Uint8Array(0);
+    return dropped;
+  }
+
   push(chunk: Uint8Array): HdlcStreamItem[] {
     const data = new Uint8Array(this.buffer.length + chunk.length);
     data.set(this.buffer);
