@@ -275,6 +275,8 @@ async function connectHdlcBridge(
     socket.once("connect", resolve);
     socket.once("error", reject);
   });
+  // A reset bridge ends the socket; the link then times out with a clear TIMEOUT instead of a crash.
+  socket.on("error", () => socket.destroy());
   try {
     const link = await connectHdlc(socket, {
       clientAddress,
