@@ -159,6 +159,8 @@ export interface RestartRecord {
   readonly cause: string;
   readonly epochBefore: number;
   epochAfter: number | null;
+  /** True time the concentrator was running again. */
+  upAtMs: number | null;
 }
 
 /** A jump of the concentrator's corrected time that the run loop observed. */
@@ -382,7 +384,13 @@ export class LoopWorld {
     this.generation++;
     this.down = true;
     this.connected = false;
-    this.restarts.push({ atMs: this.sim.nowMs, cause, epochBefore: this.journal.epoch, epochAfter: null });
+    this.restarts.push({
+      atMs: this.sim.nowMs,
+      cause,
+      epochBefore: this.journal.epoch,
+      epochAfter: null,
+      upAtMs: null,
+    });
     this.packsAtCut.push(this.dcu.packs());
     this.storage.powerCut(this.rng);
     this.restartAtMs = this.sim.nowMs + offMs;
@@ -561,7 +569,10 @@ export class LoopWorld {
     await this.open(resetReason);
     this.restartAtMs = null;
     const last = this.restarts[this.restarts.length - 1];
-    if (last !== undefined && last.epochAfter === null) last.epochAfter = this.journal.epoch;
+    if (last !== undefined && last.epochAfter === null) {
+      last.epochAfter = this.journal.epoch;
+      last.upAtMs = this.sim.nowMs;
+    }
   }
 
   private scheduleReconnect(delayMs: number): void {

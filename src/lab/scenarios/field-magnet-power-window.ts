@@ -1,5 +1,6 @@
 import type { EventType } from "../../evidence/index.ts";
 import { loopScenario } from "../loop/scenario.ts";
+import type { LoopWorld } from "../loop/world.ts";
 import { predicate } from "../scenario.ts";
 
 // seed 002 H2-11 case 6 "Magnet attack suspected, but no tamper record exists": the tamper trigger and a
@@ -23,9 +24,19 @@ interface Trigger {
 
 const triggers = new WeakMap<object, Trigger[]>();
 
-/** Budget: a push crosses in well under a second; after a cut, the outage plus one poll and the link. */
-function budgetMs(t: Trigger): number {
-  return t.outageMs === 0 ? 5_000 : t.outageMs + POLL_MS + 10_000;
+/**
+ * Budget: a push crosses in well under a second (5 s allowed). When the concentrator was without power
+ * between the trigger and the alert, that downtime plus one poll period and the link are allowed: the
+ * push died with the process and the event is read from the meter at the first poll after the restart.
+ */
+function budgetMs(world: LoopWorld, t: Trigger, storedMs: number): number {
+  let downMs = 0;
+  for (const r of world.restarts) {
+    const from = Math.max(r.atMs, t.atMs);
+    const to = Math.min(r.upAtMs ?? storedMs, storedMs);
+    downMs += Math.max(0, to - from);
+  }
+  return downMs === 0 && t.outageMs === 0 ? 5_000 : downMs + POLL_MS + 10_000;
 }
 
 export const fieldMagnetPowerWindow = loopScenario({
@@ -51,14 +62,17 @@ export const fieldMagnetPowerWindow = loopScenario({
       const outageMs = cut ? rng.intBetween(5_000, 120_000) : 0;
       world.sim.at(at, () => {
         const record = world.meterEvent(meterId, type, "CRITICAL", { field_mT: 80, lab: "attack" });
+        // Already down (an earlier cut): the alert waits for that restart.
+        const down = world.concentratorDown;
+        const pendingMs = world.restartAtMs === null ? 0 : Math.max(0, world.restartAtMs - world.nowMs);
         list.push({
           meterId,
           type,
           atMs: world.nowMs,
           seq: record.seq,
-          outageMs: world.concentratorDown ? 0 : outageMs,
+          outageMs: down ? pendingMs : cut ? outageMs : 0,
         });
-        if (cut && !world.concentratorDown) world.powerCut("power event at tamper trigger", outageMs);
+        if (cut && !down) world.powerCut("power event at tamper trigger", outageMs);
       });
     });
   },
@@ -77,8 +91,9 @@ export const fieldMagnetPowerWindow = loopScenario({
       const alert = mine[0] as (typeof mine)[number];
       const latency = alert.receivedMs - t.atMs;
       worst = Math.max(worst, latency);
-      if (latency > budgetMs(t))
-        late ??= `${t.meterId} ${t.type}: stored ${latency} ms after the trigger (budget ${budgetMs(t)} ms, outage ${t.outageMs} ms)`;
+      const budget = budgetMs(world, t, alert.receivedMs);
+      if (latency > budget)
+        late ??= `${t.meterId} ${t.type}: stored ${latency} ms after the trigger (budget ${budget} ms, concentrator outage at trigger ${t.outageMs} ms)`;
     }
     const attackedIds = new Set(list.map((t) => t.meterId));
     const innocent = alerts.find(

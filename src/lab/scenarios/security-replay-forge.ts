@@ -49,6 +49,7 @@ function launch(world: LoopWorld, kind: AttackKind, list: Attack[], rngByte: num
     kind,
     atMs: world.nowMs,
     batchId: null,
+    // An edited byte fails the record CRC, or its decode first when it lands in a length or a value.
     expected:
       kind === "replay_identical"
         ? ["duplicate"]
@@ -57,7 +58,7 @@ function launch(world: LoopWorld, kind: AttackKind, list: Attack[], rngByte: num
           : kind === "forged_signature"
             ? ["BAD_SIGNATURE"]
             : kind === "record_edit"
-              ? ["BAD_CRC", "BAD_MERKLE_ROOT", "BAD_SIGNATURE"]
+              ? ["BAD_CRC", "BAD_MERKLE_ROOT", "BAD_SIGNATURE", "BAD_FIELD", "TRUNCATED"]
               : kind === "alert_replay"
                 ? ["REPLAY"]
                 : ["BAD_SIGNATURE"],
