@@ -1,10 +1,16 @@
 import { bytesEqual, sha256, type TimeQuality } from "../evidence/index.ts";
 import {
   DEFAULT_RTC_CONFIG,
+  DEFAULT_TAMPER_CONFIG,
   EnergyAccumulator,
   type HouseholdLoad,
   measurePhasor,
+  NORMAL_INPUTS,
+  PhaseWatch,
   Rtc,
+  type TamperConfig,
+  type TamperInputs,
+  TamperRules,
   type TimeStep,
 } from "../meter/index.ts";
 
@@ -12,9 +18,13 @@ import {
 // NVM image (~90 KiB), an ECDSA key and signs every sealed record: 100 000 of them do not fit in memory
 // nor in two minutes. The compact meter runs the meter's own time and energy code — the real `Rtc`
 // (drift, holdover, monotonic floor, slew vs step), `EnergyAccumulator`, `measurePhasor` and the
-// `HouseholdLoad` profile — under the same fault schedule, and keeps its records in a SHA-256 hash chain
-// instead of a signed NVM ring log. What it does not model (NVM wear and power cuts mid-write, tamper
-// rules, signatures) is covered by the representative sample of full meters that runs beside it.
+// `HouseholdLoad` profile, the `PhaseWatch` and the `TamperRules` engine fed from its own metrology —
+// under the same fault schedule, and keeps its records in a SHA-256 hash chain instead of a signed NVM
+// ring log. What it does not model (NVM wear and power cuts mid-write, signatures, calibration) is
+// covered by the representative sample of full meters that runs beside it.
+
+/** Tamper claims a compact meter keeps (the predicate needs the first; the count stays exact). */
+const CLAIMS_KEPT_MAX = 4;
 
 /** Bytes per encoded compact record (seq, type, meter time, quality, cause). */
 const RECORD_BYTES = 4 + 1 + 8 + 1 + 1;
@@ -52,7 +62,13 @@ export class CompactMeter {
   readonly records: CompactRecord[] = [];
   readonly timeSteps: TimeStep[] = [];
   up = true;
+  /** Tamper claims its rules raised (a claim on an untampered fleet is a false positive). */
+  readonly claims: string[] = [];
+  claimCount = 0;
   private readonly rtc: Rtc;
+  private readonly tamper: TamperRules;
+  private readonly phase = new PhaseWatch();
+  private readonly inputs: { -readonly [K in keyof TamperInputs]: TamperInputs[K] } = { ...NORMAL_INPUTS };
   private readonly energy = new EnergyAccumulator();
   private lastStepMs: number;
   private floorMs = 0;
@@ -65,7 +81,9 @@ export class CompactMeter {
     factoryTimeMs: number,
     /** Safeguard switch of the lab's mutation check: false leaves clock steps unrecorded. */
     private readonly sealTimeSteps = true,
+    tamperConfig: TamperConfig = DEFAULT_TAMPER_CONFIG,
   ) {
+    this.tamper = new TamperRules(tamperConfig);
     this.rtc = new Rtc(DEFAULT_RTC_CONFIG, startMs, factoryTimeMs, "RTC_ONLY");
     this.lastStepMs = startMs;
     this.head = sha256(new TextEncoder().encode(`compact/${id}`));
@@ -85,7 +103,22 @@ export class CompactMeter {
     const m = measurePhasor(this.house.at(Math.floor((trueNowMs - this.startMs) / 1000)));
     this.energy.add(m.activePowerW, m.reactivePowerVar, trueNowMs - this.lastStepMs);
     this.lastStepMs = trueNowMs;
-    this.rtc.now(trueNowMs);
+    const meterNow = this.rtc.now(trueNowMs);
+    const x = this.inputs;
+    x.pfAnomaly = this.phase.update(meterNow, m.activePowerW, m.reactivePowerVar, m.apparentPowerVa);
+    x.lineCurrentA = m.iRms;
+    x.neutralCurrentA = m.neutralCurrentA;
+    x.voltageV = m.vRms;
+    x.activePowerW = m.activePowerW;
+    x.apparentPowerVa = m.apparentPowerVa;
+    x.powerFactor = m.powerFactor;
+    x.frequencyHz = m.frequencyHz;
+    x.thdPercent = m.thdPercent;
+    for (const effect of this.tamper.evaluate(meterNow, x)) {
+      if (effect.endMs !== null) continue;
+      this.claimCount++;
+      if (this.claims.length < CLAIMS_KEPT_MAX) this.claims.push(`${effect.type} at meter time ${meterNow}`);
+    }
   }
 
   powerFail(trueNowMs: number): void {

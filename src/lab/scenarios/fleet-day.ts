@@ -42,6 +42,9 @@ export const fleetDay: Scenario = {
     let syncs = 0;
     const compact: { meter: CompactMeter; lastImport: number; lastTime: number }[] = [];
     const fullEvery = Math.max(1, Math.ceil(ctx.meters / FLEET_DAY_FULL_METERS_MAX));
+    // Shared by all compact meters (a config is read, never written).
+    const importConfig = { ...DEFAULT_TAMPER_CONFIG, exportAllowed: false };
+    const exportConfig = { ...DEFAULT_TAMPER_CONFIG, exportAllowed: true };
     for (let i = 0; i < ctx.meters; i++) {
       const id = `MTR-D${String(i + 1).padStart(6, "0")}`;
       const rng = ctx.rng.fork(id);
@@ -53,6 +56,7 @@ export const fleetDay: Scenario = {
             START_MS,
             START_MS + rng.intBetween(-30_000, 30_000),
             !ctx.mutations.has("time_step_record"),
+            i % 4 === 0 ? exportConfig : importConfig,
           ),
           lastImport: 0,
           lastTime: 0,
@@ -201,6 +205,8 @@ export const fleetDay: Scenario = {
     let compactRecords = 0;
     for (const { meter } of compact) {
       compactRecords += meter.records.length;
+      if (meter.claims.length > 0)
+        falsePositive ??= `${meter.id} (compact): ${meter.claims[0]} with no attack`;
       if (meter.records.some((r) => r.timeQuality === undefined))
         noQuality ??= `${meter.id}: a compact record without time_quality`;
       const problem = meter.chainProblem();
@@ -236,7 +242,7 @@ export const fleetDay: Scenario = {
         "no_false_positive",
         falsePositive === null,
         falsePositive ??
-          `no tamper claim on the ${full} full meters' sealed logs (PV export included); compact meters run no tamper rules`,
+          `no tamper claim on the ${full} full meters' sealed logs nor from the ${compact.length} compact meters' tamper rules (PV export included)`,
       ),
       predicate(
         "evidence_chains_verify",
