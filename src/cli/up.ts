@@ -3,7 +3,7 @@
 // concentrators publish signed batches over MQTT, the head-end verifies and acks. Only keys are handed
 // over in-process, as a utility's asset register would.
 import { createHash } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import {
@@ -14,8 +14,21 @@ import {
   startDcuDaemon,
 } from "../concentrator/index.ts";
 import { FileSecureElement, SeededRandom } from "../evidence/index.ts";
-import { type Authorize, type HeadendHandle, startHeadend } from "../headend/index.ts";
-import { startFleet } from "../meter/runtime/fleet.ts";
+import {
+  type Authorize,
+  deriveMeterOtpKey,
+  FIRMWARE_CA_FILE,
+  type HeadendHandle,
+  OTP_MASTER_KEY_FILE,
+  startHeadend,
+} from "../headend/index.ts";
+import {
+  type FirmwareProvisioning,
+  loadFirmwareProvisioning,
+  PKI_CA_FILE,
+} from "../meter/runtime/firmware-provision.ts";
+import { type RunningFleet, startFleet } from "../meter/runtime/fleet.ts";
+import { writeTestPki } from "./commands/pki.ts";
 
 export const UP_METERS_DEFAULT = 20;
 export const UP_DCUS_DEFAULT = 2;
@@ -54,6 +67,8 @@ export interface UpOptions {
   readonly batchAgeMaxMs?: number;
   readonly statusIntervalMs?: number;
   readonly logLevel?: string;
+  /** How often the concentrators start due firmware jobs (default the link's 1 s). */
+  readonly firmwareTickMs?: number;
   /** Concentrator log lines (`amiproof dcu` format), e.g. to a file; default none. */
   readonly dcuLog?: (dcuId: string, event: string, fields?: Record<string, unknown>) => void;
 }
@@ -71,6 +86,12 @@ export interface UpHandle {
   readonly apiUrl: string;
   readonly mqttUrl: string;
   readonly tokensDir: string;
+  /** The test PKI (DATA/pki): its CA signs the firmware the meters and the head-end accept. */
+  readonly pkiDir: string;
+  /** The DLMS meters' firmware provisioning (trust anchor, golden images); null with simulated meters. */
+  readonly firmware: FirmwareProvisioning | null;
+  /** The virtual DLMS meters (null with simulated meters). */
+  readonly fleet: RunningFleet | null;
   readonly meters: readonly UpMeter[];
   readonly dcus: readonly { readonly dcuId: string; readonly daemon: DcuDaemon }[];
   /** Injects a tamper on a virtual meter (the lab/admin endpoint uses it). */
@@ -127,18 +148,69 @@ export async function startUp(options: UpOptions): Promise<UpHandle> {
 
   const counts = metersPerDcu(options.meters, options.dcus);
   const dcuIds = counts.map((_, i) => dcuIdAt(i, options.dcuPrefix));
+  const headendDir = join(options.dataDir, "headend");
+  // Firmware campaigns out of the box (DLMS meters): a test PKI made on the first start (DATA/pki), its
+  // CA trusted by the head-end's repository and provisioned in the meters with golden images it signed.
+  const pkiDir = join(options.dataDir, "pki");
+  let firmware: FirmwareProvisioning | null = null;
+  if (meterSource === "dlms") {
+    await ensureTestPki(pkiDir);
+    firmware = loadFirmwareProvisioning(pkiDir);
+    mkdirSync(headendDir, { recursive: true, mode: 0o700 });
+    if (!existsSync(join(headendDir, FIRMWARE_CA_FILE)))
+      copyFileSync(join(pkiDir, PKI_CA_FILE), join(headendDir, FIRMWARE_CA_FILE));
+  }
+
+  let injectTamper: UpHandle["injectTamper"] = () => {
+    throw new UpError("NOT_FOUND", "not started");
+  };
+  // The head-end first: it creates the OTP master key the meters' rollback keys derive from.
+  let headend: HeadendHandle;
+  let httpPortTaken = false;
+  const start = (httpPort: number) =>
+    startHeadend({
+      dataDir: headendDir,
+      httpPort,
+      ...(options.httpHost === undefined ? {} : { httpHost: options.httpHost }),
+      brokerPort: options.mqttPort,
+      ...(options.mqttUrl === undefined ? {} : { mqttUrl: options.mqttUrl }),
+      ...(options.dbUrl === undefined ? {} : { dbUrl: options.dbUrl }),
+      ...(options.dbSchema === undefined ? {} : { dbSchema: options.dbSchema }),
+      clientIdPrefix: `amiproof-up-${createHash("sha256").update(options.dataDir).digest("hex").slice(0, 8)}`,
+      logLevel: options.logLevel ?? "warn",
+      extraRoutes: (app, authorize) => labRoutes(app, authorize, (id, kind) => injectTamper(id, kind)),
+    });
+  try {
+    headend = await start(options.httpPort);
+  } catch (error) {
+    // A taken HTTP port is not worth failing a demo for: take a free one and say so in the banner.
+    if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE" || options.httpPort === 0) throw error;
+    httpPortTaken = true;
+    headend = await start(0);
+  }
   // DLMS: real virtual meters (metrology, sealed log, tamper rules, NVM on disk) served over TCP; their
-  // load profile captures a reading every readingIntervalMs (a demo pace; the field's is 15 min).
-  const fleet =
-    meterSource === "dlms"
-      ? await startFleet({
-          baseId: `${options.dcuPrefix ?? "MTR"}-MTR`,
-          count: options.meters,
-          listenPort: 0,
-          dataDir: join(options.dataDir, "meters"),
-          profilePeriodMs: readingIntervalMs,
-        })
-      : null;
+  // load profile captures a reading every readingIntervalMs (a demo pace; the field's is 15 min). Each is
+  // provisioned at the "factory" with its rollback OTP key, derived from the head-end's master key.
+  let fleet: RunningFleet | null = null;
+  try {
+    if (firmware !== null) {
+      const master = new Uint8Array(
+        Buffer.from(readFileSync(join(headendDir, OTP_MASTER_KEY_FILE), "utf8").trim(), "hex"),
+      );
+      fleet = await startFleet({
+        baseId: `${options.dcuPrefix ?? "MTR"}-MTR`,
+        count: options.meters,
+        listenPort: 0,
+        dataDir: join(options.dataDir, "meters"),
+        profilePeriodMs: readingIntervalMs,
+        firmware,
+        rollbackKey: (meterId) => deriveMeterOtpKey(master, meterId),
+      });
+    }
+  } catch (error) {
+    await headend.close();
+    throw error;
+  }
   let next = 0;
   const plan = counts.map((count, i) => {
     const dcuId = dcuIds[i]!;
@@ -157,37 +229,6 @@ export async function startUp(options: UpOptions): Promise<UpHandle> {
   const fleetMeters = new Map((fleet?.meters ?? []).map((m) => [m.id, m]));
   const dcus: { dcuId: string; daemon: DcuDaemon }[] = [];
 
-  let injectTamper: UpHandle["injectTamper"] = () => {
-    throw new UpError("NOT_FOUND", "not started");
-  };
-  let headend: HeadendHandle;
-  let httpPortTaken = false;
-  try {
-    const start = (httpPort: number) =>
-      startHeadend({
-        dataDir: join(options.dataDir, "headend"),
-        httpPort,
-        ...(options.httpHost === undefined ? {} : { httpHost: options.httpHost }),
-        brokerPort: options.mqttPort,
-        ...(options.mqttUrl === undefined ? {} : { mqttUrl: options.mqttUrl }),
-        ...(options.dbUrl === undefined ? {} : { dbUrl: options.dbUrl }),
-        ...(options.dbSchema === undefined ? {} : { dbSchema: options.dbSchema }),
-        clientIdPrefix: `amiproof-up-${createHash("sha256").update(options.dataDir).digest("hex").slice(0, 8)}`,
-        logLevel: options.logLevel ?? "warn",
-        extraRoutes: (app, authorize) => labRoutes(app, authorize, (id, kind) => injectTamper(id, kind)),
-      });
-    try {
-      headend = await start(options.httpPort);
-    } catch (error) {
-      // A taken HTTP port is not worth failing a demo for: take a free one and say so in the banner.
-      if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE" || options.httpPort === 0) throw error;
-      httpPortTaken = true;
-      headend = await start(0);
-    }
-  } catch (error) {
-    await fleet?.stop();
-    throw error;
-  }
   try {
     // The asset register: each concentrator's batch_sign key and each meter's event_seal key.
     const nowMs = Date.now();
@@ -223,6 +264,7 @@ export async function startUp(options: UpOptions): Promise<UpHandle> {
           ? { simMeters: p.meterIds.length, readingIntervalMs }
           : { meterUrls: p.meterUrls }),
         pollIntervalMs: options.pollIntervalMs ?? UP_POLL_INTERVAL_MS,
+        ...(options.firmwareTickMs === undefined ? {} : { firmwareTickMs: options.firmwareTickMs }),
         ...(options.batchAgeMaxMs === undefined ? {} : { batchAgeMaxMs: options.batchAgeMaxMs }),
         ...(options.statusIntervalMs === undefined ? {} : { statusIntervalMs: options.statusIntervalMs }),
         ...(options.dcuLog === undefined
@@ -272,7 +314,10 @@ export async function startUp(options: UpOptions): Promise<UpHandle> {
     headend,
     apiUrl: headend.apiUrl,
     mqttUrl: headend.mqttUrl,
-    tokensDir: join(options.dataDir, "headend", "tokens"),
+    tokensDir: join(headendDir, "tokens"),
+    pkiDir,
+    firmware,
+    fleet,
     meters,
     dcus,
     injectTamper: (meterId, kind) => injectTamper(meterId, kind),
@@ -298,6 +343,21 @@ export async function startUp(options: UpOptions): Promise<UpHandle> {
       return stopping;
     },
   };
+}
+
+/** The test PKI `amiproof pki init` writes, made once: built aside and renamed into place whole. */
+async function ensureTestPki(dir: string): Promise<void> {
+  if (existsSync(join(dir, PKI_CA_FILE))) return;
+  const temp = `${dir}.tmp-${process.pid}`;
+  rmSync(temp, { recursive: true, force: true });
+  await writeTestPki(temp);
+  try {
+    renameSync(temp, dir);
+  } catch (error) {
+    // Another start made it meanwhile (or an empty directory stands there): keep theirs, else fill it.
+    if (existsSync(join(dir, PKI_CA_FILE))) return rmSync(temp, { recursive: true, force: true });
+    throw error;
+  }
 }
 
 /** `POST /api/lab/meters/:id/tamper` (admin): the lab's hand on a virtual meter, for demos and browser tests. */

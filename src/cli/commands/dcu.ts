@@ -23,6 +23,7 @@ interface DcuOptions {
   statusIntervalMs?: string;
   timeSource: string;
   exportBundle?: string;
+  firmware: boolean;
   quiet?: boolean;
 }
 
@@ -70,6 +71,10 @@ export function registerDcu(program: Command): void {
     .option("--batch-age-ms <MS>", "seal a batch when its oldest record waited this long")
     .option("--status-interval-ms <MS>", "period of the retained status (evidence packs)")
     .option("--time-source <SOURCE>", "hes: time from ami/<dcu>/time; host: also the host's NTP clock", "hes")
+    .option(
+      "--no-firmware",
+      "do not take firmware-campaign jobs (default: taken for the DLMS meters over their management association, LLS --meter-password; images cached in DIR/images)",
+    )
     .option(
       "--export-bundle <FILE>",
       "do not run: write DIR's unacknowledged batch chain as an evidence bundle",
@@ -145,6 +150,7 @@ export function registerDcu(program: Command): void {
           pollIntervalMs: positiveInt(options.pollIntervalMs, "--poll-interval-ms") as number,
           readingIntervalMs: positiveInt(options.readingIntervalMs, "--reading-interval-ms") as number,
           timeSource,
+          firmware: options.firmware,
           ...(batchRecordsMax === undefined ? {} : { batchRecordsMax }),
           ...(batchAgeMaxMs === undefined ? {} : { batchAgeMaxMs }),
           ...(statusIntervalMs === undefined ? {} : { statusIntervalMs }),

@@ -1,5 +1,32 @@
+import { existsSync, readFileSync } from "node:fs";
 import type { Command } from "commander";
-import { startFleet } from "../../meter/runtime/fleet.ts";
+import { versionString } from "../../meter/index.ts";
+import {
+  type FirmwareProvisioning,
+  loadFirmwareProvisioning,
+  ProvisioningError,
+} from "../../meter/runtime/firmware-provision.ts";
+import { type RunningFleet, startFleet } from "../../meter/runtime/fleet.ts";
+
+/** Meter i's port at position i: a range when consecutive (--listen PORT), else each (--listen 0). */
+function portList(ports: readonly number[]): string {
+  const consecutive = ports.every((p, i) => p === ports[0]! + i);
+  return consecutive && ports.length > 1 ? `${ports[0]}..${ports.at(-1)}` : ports.join(",");
+}
+
+function fail(message: string, code = 2): never {
+  process.stderr.write(`amiproof meter: ${message}\n`);
+  process.exit(code);
+}
+
+/** The head-end's OTP master key file (<headend data>/otp-master.key): at least 32 bytes as hex. */
+export function readOtpMasterKey(path: string): Uint8Array {
+  if (!existsSync(path)) throw new ProvisioningError(`--otp-master ${path} does not exist`);
+  const hex = readFileSync(path, "utf8").trim();
+  if (!/^([0-9a-f]{2}){32,}$/.test(hex))
+    throw new ProvisioningError(`--otp-master ${path} must hold at least 32 bytes as hex`);
+  return new Uint8Array(Buffer.from(hex, "hex"));
+}
 
 export function registerMeter(program: Command): void {
   program
@@ -10,6 +37,14 @@ export function registerMeter(program: Command): void {
     .option("--listen <port>", "serve DLMS/COSEM over TCP (wrapper), meter i on port PORT+i")
     .option("--password <p>", "LLS password of the management client (wPort 1)", "12345678")
     .option("--data <dir>", "keep NVM images and secure elements here (default: in memory)")
+    .option(
+      "--pki <dir>",
+      "firmware: trust anchor DIR/ca.crt.pem and golden images DIR/golden-{app,comms}.afw (built once from DIR/firmware-signing.* when absent; amiproof pki init DIR); each meter serves image transfer",
+    )
+    .option(
+      "--otp-master <file>",
+      "the head-end's OTP master key (<headend data>/otp-master.key): each meter serves the OTP-signed rollback command (needs --pki)",
+    )
     .option(
       "--profile-period-ms <ms>",
       "load-profile capture period (default 15 min; demos and tests shorten it)",
@@ -22,6 +57,8 @@ export function registerMeter(program: Command): void {
         data?: string;
         password: string;
         profilePeriodMs?: string;
+        pki?: string;
+        otpMaster?: string;
       }) => {
         const count = Number(options.count);
         if (!Number.isSafeInteger(count) || count < 1 || count > 100_000) {
@@ -42,17 +79,46 @@ export function registerMeter(program: Command): void {
           process.stderr.write("amiproof meter: --profile-period-ms must be an integer ≥ 1000\n");
           process.exit(2);
         }
-        const fleet = await startFleet({
-          ...(profilePeriodMs === undefined ? {} : { profilePeriodMs }),
-          baseId: options.id,
-          count,
-          password: options.password,
-          ...(listen === undefined ? {} : { listenPort: listen }),
-          ...(options.data === undefined ? {} : { dataDir: options.data }),
-        });
+        if (options.otpMaster !== undefined && options.pki === undefined)
+          fail("--otp-master needs --pki DIR (the rollback command acts on provisioned firmware)");
+        let firmware: FirmwareProvisioning | undefined;
+        let rollbackKey: ((meterId: string) => Uint8Array) | undefined;
+        try {
+          if (options.pki !== undefined) firmware = loadFirmwareProvisioning(options.pki);
+          if (options.otpMaster !== undefined) {
+            const master = readOtpMasterKey(options.otpMaster);
+            // Only this option needs the head-end's key derivation (the factory's side of it).
+            const { deriveMeterOtpKey } = await import("../../headend/index.ts");
+            rollbackKey = (meterId) => deriveMeterOtpKey(master, meterId);
+          }
+        } catch (error) {
+          if (!(error instanceof ProvisioningError)) throw error;
+          fail(error.message);
+        }
+        let fleet: RunningFleet;
+        try {
+          fleet = await startFleet({
+            ...(firmware === undefined ? {} : { firmware }),
+            ...(rollbackKey === undefined ? {} : { rollbackKey }),
+            ...(profilePeriodMs === undefined ? {} : { profilePeriodMs }),
+            baseId: options.id,
+            count,
+            password: options.password,
+            ...(listen === undefined ? {} : { listenPort: listen }),
+            ...(options.data === undefined ? {} : { dataDir: options.data }),
+          });
+        } catch (error) {
+          if (!(error instanceof ProvisioningError)) throw error;
+          fail(error.message, 1);
+        }
         if (fleet.ports.length > 0) {
           process.stderr.write(
-            `amiproof meter: DLMS/COSEM on TCP ports ${fleet.ports[0]}${fleet.ports.length > 1 ? `..${fleet.ports.at(-1)}` : ""} (server wPort 1); public client wPort 16 without authentication, management client wPort 1 with LLS password "${options.password}" (--password)\n`,
+            `amiproof meter: DLMS/COSEM on TCP ports ${portList(fleet.ports)} (server wPort 1); public client wPort 16 without authentication, management client wPort 1 with LLS password "${options.password}" (--password)\n`,
+          );
+        }
+        if (firmware !== undefined) {
+          process.stderr.write(
+            `amiproof meter: firmware A/B banks, golden app ${versionString(firmware.goldenApp.version)} / comms ${versionString(firmware.goldenComms.version)} trusted by ${options.pki}; rollback command ${rollbackKey === undefined ? "not served (no --otp-master)" : "served (OTP keys from --otp-master)"}\n`,
           );
         }
         process.stderr.write(

@@ -11,6 +11,40 @@ function publicKeyPem(privateKeyPem: string): string {
   return createPublicKey(createPrivateKey(privateKeyPem)).export({ type: "spki", format: "pem" }).toString();
 }
 
+/**
+ * Writes a test PKI into `dir` (created): CA, firmware-signing certificate, meter and concentrator device
+ * keys. `amiproof pki init`, and `amiproof up` on its first start (DATA/pki).
+ */
+export async function writeTestPki(dir: string): Promise<{ now: Date; until: Date }> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // shell: the wall clock; validity starts a day back so a meter whose clock lags still accepts.
+  const now = new Date(Date.now() - CLOCK_SKEW_ALLOWANCE_MS);
+  const until = new Date(now.getTime());
+  until.setUTCFullYear(until.getUTCFullYear() + VALIDITY_YEARS);
+  const generated = await generateTestPki({ notBefore: now, notAfter: until });
+  const write = (name: string, content: string, mode = 0o644) =>
+    writeFileSync(join(dir, name), content, { mode });
+  write("ca.crt.pem", generated.ca.certificatePem);
+  write("ca.key.pem", generated.ca.privateKeyPem, 0o600);
+  write("firmware-signing.crt.pem", generated.firmwareSigner.certificatePem);
+  write("firmware-signing.key.pem", generated.firmwareSigner.privateKeyPem, 0o600);
+  let serial = 0x10;
+  for (const role of ["meter", "concentrator"]) {
+    // A device certificate (clientAuth) from the same CA: the meter refuses it on firmware images.
+    const device = await issueEndEntity(generated.ca, {
+      subject: `CN=amiproof test ${role}`,
+      notBefore: now,
+      notAfter: until,
+      serialNumber: (serial++).toString(16),
+      purpose: "device",
+    });
+    write(`${role}.key.pem`, device.privateKeyPem, 0o600);
+    write(`${role}.crt.pem`, device.certificatePem);
+    write(`${role}.pub.pem`, publicKeyPem(device.privateKeyPem));
+  }
+  return { now, until };
+}
+
 export function registerPki(program: Command): void {
   const pki = program.command("pki").description("keys and certificates");
   pki
@@ -23,32 +57,7 @@ export function registerPki(program: Command): void {
         process.stderr.write(`amiproof pki init: ${dir} is not empty (use --force to overwrite)\n`);
         process.exit(2);
       }
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      // shell: the wall clock; validity starts a day back so a meter whose clock lags still accepts.
-      const now = new Date(Date.now() - CLOCK_SKEW_ALLOWANCE_MS);
-      const until = new Date(now.getTime());
-      until.setUTCFullYear(until.getUTCFullYear() + VALIDITY_YEARS);
-      const generated = await generateTestPki({ notBefore: now, notAfter: until });
-      const write = (name: string, content: string, mode = 0o644) =>
-        writeFileSync(join(dir, name), content, { mode });
-      write("ca.crt.pem", generated.ca.certificatePem);
-      write("ca.key.pem", generated.ca.privateKeyPem, 0o600);
-      write("firmware-signing.crt.pem", generated.firmwareSigner.certificatePem);
-      write("firmware-signing.key.pem", generated.firmwareSigner.privateKeyPem, 0o600);
-      let serial = 0x10;
-      for (const role of ["meter", "concentrator"]) {
-        // A device certificate (clientAuth) from the same CA: the meter refuses it on firmware images.
-        const device = await issueEndEntity(generated.ca, {
-          subject: `CN=amiproof test ${role}`,
-          notBefore: now,
-          notAfter: until,
-          serialNumber: (serial++).toString(16),
-          purpose: "device",
-        });
-        write(`${role}.key.pem`, device.privateKeyPem, 0o600);
-        write(`${role}.crt.pem`, device.certificatePem);
-        write(`${role}.pub.pem`, publicKeyPem(device.privateKeyPem));
-      }
+      const { now, until } = await writeTestPki(dir);
       process.stdout.write(
         [
           `wrote ${dir}:`,

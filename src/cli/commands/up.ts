@@ -110,6 +110,11 @@ export function registerUp(program: Command): void {
           `api: ${up.apiUrl}/api (OpenAPI ${up.apiUrl}/openapi.json, metrics ${up.apiUrl}/metrics)`,
           `mqtt: ${up.mqttUrl}`,
           `tokens: ${up.tokensDir} (admin.token, operator.token, viewer.token)`,
+          ...(up.firmware === null
+            ? []
+            : [
+                `firmware: campaigns ready; CA and signing key in ${up.pkiDir} (amiproof firmware build --key ${up.pkiDir}/firmware-signing.key.pem --cert ${up.pkiDir}/firmware-signing.crt.pem), meters on golden ${up.pkiDir}/golden-app.afw`,
+              ]),
           `data: ${dataDir}`,
           "Ctrl-C to stop (concentrators drain, the head-end commits and acks what it holds)",
           "",

@@ -25,6 +25,7 @@ import {
   parseDlmsUrl,
 } from "./dlms-reader.ts";
 import { FileDcuStore } from "./file-store.ts";
+import { type FirmwareLink, type MeterEndpoint, startFirmwareLink } from "./firmware-link.ts";
 import { openFileJournal } from "./journal.ts";
 import { parseMbusUrl, ReconnectingBridgeTransport } from "./mbus-bridge.ts";
 import { MqttLink } from "./mqtt-link.ts";
@@ -51,6 +52,8 @@ export const METER_IDENTIFY_RETRY_MS = 5_000;
 export const DEFAULT_METER_LLS_PASSWORD = "12345678";
 export const DEFAULT_METER_EK_HEX = "000102030405060708090a0b0c0d0e0f";
 export const DEFAULT_METER_AK_HEX = "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf";
+/** Firmware images received from the head-end are cached here, under the data directory. */
+export const FIRMWARE_IMAGES_DIR = "images";
 
 export interface DcuDaemonOptions {
   readonly dcuId: string;
@@ -82,6 +85,16 @@ export interface DcuDaemonOptions {
   readonly statusIntervalMs?: number;
   /** "hes": time from ami/<dcu>/time only; "host": also sample the host clock (NTP) as a source. */
   readonly timeSource?: "hes" | "host";
+  /**
+   * Take firmware-campaign jobs (ami/<dcu>/fw/jobs) for the DLMS meters (default true): image transfer,
+   * activation and OTP rollback over their management association (LLS, meterPassword), images cached in
+   * <dataDir>/images.
+   */
+  readonly firmware?: boolean;
+  /** How often due firmware jobs are started (default FIRMWARE_TICK_MS). */
+  readonly firmwareTickMs?: number;
+  /** Firmware sessions open at once (default the core's). */
+  readonly firmwareSessionsMax?: number;
   readonly log?: (event: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -93,6 +106,8 @@ export interface DcuDaemon {
   readonly mbusSource: MbusMeterSource | null;
   /** dlms:// URLs whose meter has not answered yet (polled once identified). */
   unidentifiedMeterUrls(): string[];
+  /** The firmware-campaign link (null without DLMS meters, with `firmware: false`, or until it connects). */
+  firmwareLink(): FirmwareLink | null;
   /** The in-process simulated meters (`--sim-meters`): `amiproof up`'s lab endpoint raises events on them. */
   readonly simFleet: SimMeterFleet | null;
   /** Clean shutdown: stop polling, drain commits, save state, leave the marker, disconnect. */
@@ -166,6 +181,8 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
   const unidentified: { url: string; host: string; port: number }[] = [];
   const idsPath = join(options.dataDir, METER_IDS_FILE);
   const knownIds: Record<string, string> = readJsonObject(idsPath);
+  // Where each identified DLMS meter serves: the firmware link's meter list.
+  const endpoints = new Map<string, { host: string; port: number }>();
   if (addresses.length > 0) {
     dlmsReader = new DlmsMeterReader([], {
       auth: meterAuth(options),
@@ -204,6 +221,7 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
       writeFileAtomic(idsPath, `${JSON.stringify(knownIds, null, 1)}\n`, 0o600);
     }
     dlmsReader!.addTarget({ meterId, host: a.host, port: a.port });
+    endpoints.set(meterId, { host: a.host, port: a.port });
     router.route(meterId, dlmsReader!);
     const config = { meterId, port: dlmsReader!.portOf(meterId) };
     meters.push(config);
@@ -321,6 +339,35 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
   }, METER_IDENTIFY_RETRY_MS);
   if (options.timeSource === "host") sampleHost();
 
+  // Firmware campaigns: a second MQTT session (jobs in, progress out) beside the batch link. It connects
+  // in the background — a broker that is down at start holds up neither polling nor start-up.
+  let firmwareLink: FirmwareLink | null = null;
+  if (addresses.length > 0 && options.firmware !== false) {
+    const password = new TextEncoder().encode(options.meterPassword ?? DEFAULT_METER_LLS_PASSWORD);
+    startFirmwareLink({
+      dcuId: options.dcuId,
+      mqttUrl: options.hesUrl,
+      imagesDir: join(options.dataDir, FIRMWARE_IMAGES_DIR),
+      endpoint: (meterId): MeterEndpoint | undefined => {
+        const at = endpoints.get(meterId);
+        return at === undefined ? undefined : { ...at, password };
+      },
+      ...(options.firmwareTickMs === undefined ? {} : { tickMs: options.firmwareTickMs }),
+      ...(options.firmwareSessionsMax === undefined ? {} : { concurrency: options.firmwareSessionsMax }),
+      onError: (error) => log("firmware_error", { error: error.message }),
+    }).then(
+      (started) => {
+        if (stopping !== null) {
+          void started.close().catch(() => {});
+          return;
+        }
+        firmwareLink = started;
+        log("firmware_link_up", { images_dir: join(options.dataDir, FIRMWARE_IMAGES_DIR) });
+      },
+      (error: Error) => log("firmware_link_failed", { error: error.message }),
+    );
+  }
+
   let stopping: Promise<void> | null = null;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
@@ -329,6 +376,8 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
       clearInterval(evidenceTimer);
       if (timeTimer !== null) clearInterval(timeTimer);
       clearInterval(identifyTimer);
+      // Sessions in flight finish and report before the link goes; queued jobs stay with the head-end.
+      await (firmwareLink as FirmwareLink | null)?.close();
       await concentrator.close();
       await dlmsReader?.close();
       for (const bridge of bridges.values()) await bridge.close();
@@ -347,6 +396,7 @@ export async function startDcuDaemon(options: DcuDaemonOptions): Promise<DcuDaem
     dlmsReader,
     mbusSource,
     unidentifiedMeterUrls: () => unidentified.map((a) => a.url),
+    firmwareLink: () => firmwareLink,
     stop,
   };
 }

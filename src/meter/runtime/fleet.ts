@@ -5,9 +5,12 @@ import { join } from "node:path";
 import { type ListeningServer, listenDlms } from "../../dlms/index.ts";
 import { FileNvm, FileSecureElement, MemorySecureElement, type SecureElement } from "../../evidence/index.ts";
 import { meterObjectModel } from "../cosem.ts";
+import { FirmwareError, type FirmwareManager } from "../firmware/index.ts";
 import { HouseholdLoad } from "../load.ts";
 import { Meter } from "../meter.ts";
 import { meterNvmLayout } from "../nvm-layout.ts";
+import { RollbackCommandHandler, withRollbackCommand } from "../rollback-command.ts";
+import { type FirmwareProvisioning, ProvisioningError } from "./firmware-provision.ts";
 
 export const METER_STEP_MS = 1000;
 
@@ -26,12 +29,26 @@ export interface FleetOptions {
   readonly pvShare?: number;
   /** Load-profile capture period of every meter (default the meter's 15 min). */
   readonly profilePeriodMs?: number;
+  /**
+   * Firmware (issue 9): every meter gets A/B banks behind this trust anchor, provisioned with these golden
+   * images on its first start (kept in its NVM afterwards), and serves image transfer over DLMS.
+   */
+  readonly firmware?: FirmwareProvisioning;
+  /**
+   * The OTP key each meter was provisioned with for rollback commands (the head-end derives the same from
+   * its master key). With it (and firmware), each meter serves the OTP-signed rollback command object.
+   */
+  readonly rollbackKey?: (meterId: string) => Uint8Array;
 }
 
 export interface RunningFleet {
   readonly meters: readonly Meter[];
   /** Listening DLMS ports, one per meter (empty without listenPort). */
   readonly ports: number[];
+  /** Each meter's firmware (null without the firmware option). */
+  firmwareOf(meterId: string): FirmwareManager | null;
+  /** Rollback commands refused (OTP checks) across the fleet. */
+  rollbacksRefused(): number;
   stop(): Promise<void>;
   statusLine(): string;
 }
@@ -51,10 +68,14 @@ export function meterSystemTitle(id: string): Uint8Array {
 }
 
 export async function startFleet(options: FleetOptions): Promise<RunningFleet> {
+  if (options.rollbackKey !== undefined && options.firmware === undefined)
+    throw new ProvisioningError("the rollback command needs firmware provisioning (a PKI directory)");
   const layout = meterNvmLayout();
   const startMs = Date.now();
   const meters: Meter[] = [];
   const loads: HouseholdLoad[] = [];
+  const firmwares = new Map<string, FirmwareManager>();
+  const handlers = new Map<string, RollbackCommandHandler>();
   for (let i = 0; i < options.count; i++) {
     const id = meterIdAt(options.baseId, i, options.count);
     let secureElement: SecureElement;
@@ -67,19 +88,45 @@ export async function startFleet(options: FleetOptions): Promise<RunningFleet> {
     } else {
       secureElement = new MemorySecureElement(id);
     }
-    meters.push(
-      Meter.open(
-        {
-          id,
-          secureElement,
-          layout,
-          ...(nvm === undefined ? {} : { nvm }),
-          ...(options.profilePeriodMs === undefined ? {} : { profilePeriodMs: options.profilePeriodMs }),
-          factoryTimeMs: startMs,
-        },
-        startMs,
-      ),
+    const meter = Meter.open(
+      {
+        id,
+        secureElement,
+        layout,
+        ...(nvm === undefined ? {} : { nvm }),
+        ...(options.profilePeriodMs === undefined ? {} : { profilePeriodMs: options.profilePeriodMs }),
+        factoryTimeMs: startMs,
+      },
+      startMs,
     );
+    meters.push(meter);
+    if (options.firmware !== undefined) {
+      const { caCertificateDer, goldenApp, goldenComms } = options.firmware;
+      const firmware = meter.attachFirmware({ caCertificateDer }, goldenApp.hwTarget, () => Date.now());
+      try {
+        // Factory provisioning once; a meter restarted from its NVM boots what its banks hold.
+        if (firmware.bootConfig() === null) firmware.provision(goldenApp, goldenComms);
+        firmware.boot();
+      } catch (error) {
+        if (!(error instanceof FirmwareError)) throw error;
+        throw new ProvisioningError(`meter ${id}: firmware provisioning failed: ${error.message}`);
+      }
+      firmwares.set(id, firmware);
+      if (options.rollbackKey !== undefined) {
+        handlers.set(
+          id,
+          new RollbackCommandHandler({
+            meterId: id,
+            otpKey: options.rollbackKey(id),
+            firmware,
+            secureElement,
+            nowMs: () => Date.now(),
+            sealRefusal: (_reason, snapshot) =>
+              meter.reportFirmwareIncident(Date.now(), "SIG_FAIL", snapshot),
+          }),
+        );
+      }
+    }
     loads.push(
       new HouseholdLoad({ seed: id, pvPeakW: i % Math.round(1 / (options.pvShare ?? 0.2)) === 0 ? 3000 : 0 }),
     );
@@ -95,7 +142,14 @@ export async function startFleet(options: FleetOptions): Promise<RunningFleet> {
   if (options.listenPort !== undefined) {
     const password = new TextEncoder().encode(options.password ?? DEFAULT_LLS_PASSWORD);
     for (const [i, meter] of meters.entries()) {
-      const model = meterObjectModel({ meter, trueNowMs: () => Date.now() });
+      const firmware = firmwares.get(meter.id);
+      const handler = handlers.get(meter.id);
+      const base = meterObjectModel({
+        meter,
+        ...(firmware === undefined ? {} : { firmware }),
+        trueNowMs: () => Date.now(),
+      });
+      const model = handler === undefined ? base : withRollbackCommand(base, handler);
       const hls = {
         suite: 0 as const,
         systemTitle: meterSystemTitle(meter.id),
@@ -116,6 +170,8 @@ export async function startFleet(options: FleetOptions): Promise<RunningFleet> {
   return {
     meters,
     ports: servers.map((s) => s.port),
+    firmwareOf: (meterId) => firmwares.get(meterId) ?? null,
+    rollbacksRefused: () => [...handlers.values()].reduce((n, h) => n + h.refused, 0),
     async stop() {
       for (const server of servers) await server.close();
       clearInterval(timer);
