@@ -2,6 +2,8 @@ import {
   type CommitJournal,
   Concentrator,
   type ConcentratorConfig,
+  type DcuPersistentState,
+  type DcuStore,
   MemoryDcuStore,
   type MeterReader,
   SimMeterFleet,
@@ -124,6 +126,38 @@ class LedgerJournal implements CommitJournal {
   }
 }
 
+/**
+ * The concentrator's side store with the mutation `outbox_durable_before_publish`: a sealed batch is
+ * written without its fsync, so it sits in a volatile cache (published all the same) until the next state
+ * save, and a power cut loses it. After the restart the concentrator seals those commits again — a new
+ * batch under an old batch_id — which the head-end must refuse as equivocation.
+ */
+class VolatileOutboxStore implements DcuStore {
+  private readonly volatile = new Map<number, Uint8Array>();
+  constructor(private readonly inner: MemoryDcuStore) {}
+  loadState() {
+    return this.inner.loadState();
+  }
+  async saveState(state: DcuPersistentState): Promise<void> {
+    for (const [id, bytes] of this.volatile) await this.inner.putBatch(id, bytes);
+    this.volatile.clear();
+    await this.inner.saveState(state);
+  }
+  loadOutbox() {
+    return this.inner.loadOutbox();
+  }
+  async putBatch(batchId: number, bytes: Uint8Array): Promise<void> {
+    this.volatile.set(batchId, bytes.slice());
+  }
+  async dropBatchesThrough(batchId: number): Promise<void> {
+    for (const id of [...this.volatile.keys()]) if (id <= batchId) this.volatile.delete(id);
+    await this.inner.dropBatchesThrough(batchId);
+  }
+  powerCut(): void {
+    this.volatile.clear();
+  }
+}
+
 const ASYNC_PORT_METHODS = new Set([
   "appendMany",
   "readFrom",
@@ -178,6 +212,7 @@ export class LoopWorld {
   readonly storage = new MemoryJournalStorage();
   readonly ledger = new CommitLedger();
   readonly dcuStore = new MemoryDcuStore();
+  private readonly volatileOutbox: VolatileOutboxStore | null;
   readonly secureElement: MemorySecureElement;
   readonly fleet: SimMeterFleet;
   readonly reader: FaultyReader;
@@ -240,6 +275,9 @@ export class LoopWorld {
     this.stepMs = options.stepMs ?? 1_000;
     this.driftPpm = options.rtcDriftPpm ?? 0;
     this.portCount = options.ports ?? 4;
+    this.volatileOutbox = ctx.mutations.has("outbox_durable_before_publish")
+      ? new VolatileOutboxStore(this.dcuStore)
+      : null;
     this.hesCommitFailRate = options.hesCommitFailRate ?? 0;
     this.meterIds = Array.from(
       { length: ctx.meters },
@@ -393,6 +431,7 @@ export class LoopWorld {
     });
     this.packsAtCut.push(this.dcu.packs());
     this.storage.powerCut(this.rng);
+    this.volatileOutbox?.powerCut();
     this.restartAtMs = this.sim.nowMs + offMs;
     this.sim.after(offMs, () => this.later(() => this.restart("UNCLEAN_RESTART")));
   }
@@ -547,7 +586,7 @@ export class LoopWorld {
         random: this.rng.fork(`dcu/${generation}`),
         reader: gate(this.reader as MeterReader, alive),
         journal: gate(this.journal as CommitJournal, alive),
-        store: gate(this.dcuStore, alive),
+        store: gate((this.volatileOutbox ?? this.dcuStore) as DcuStore, alive),
         secureElement: this.secureElement,
         transport: gate(this.link, alive),
         resetReason,

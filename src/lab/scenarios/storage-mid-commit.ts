@@ -5,7 +5,9 @@ import { predicate } from "../scenario.ts";
 // during record appends and during checkpoints (a write fails after a random number of bytes, the
 // unsynced tail survives as a random, possibly torn prefix), while meters are polled and batches flow to
 // the head-end. Require: append-only recovery; commit_id continuity or an explicit recovery epoch; the
-// head-end holds every durable commit once.
+// head-end holds every durable commit once. Mutation `outbox_durable_before_publish`: a sealed batch is
+// published before it is durable in the outbox; a cut then loses it and the re-sealed batch under the same
+// batch_id is refused as equivocation.
 
 const START_MS = Date.UTC(2026, 0, 20, 9);
 const MINUTE = 60_000;
@@ -16,10 +18,15 @@ export const storageMidCommit = loopScenario({
     "journal cuts mid-append and mid-checkpoint with the head-end in the loop; epochs explain every restart",
   source: "seed 003 H2-5 and H2-11 Storage",
   defaultMeters: 8,
-  safeguards: [],
+  safeguards: ["outbox_durable_before_publish"],
   startMs: START_MS,
   durationMs: 60 * MINUTE,
-  options: () => ({ checkpointEveryCommits: 3, config: { batchAgeMaxMs: 15_000 } }),
+  // A slow backhaul keeps batches published-but-unacknowledged when the power goes: the outbox matters.
+  options: () => ({
+    checkpointEveryCommits: 3,
+    link: { latencyMs: 3_000, jitterMs: 3_000 },
+    config: { batchAgeMaxMs: 15_000 },
+  }),
   faults(world, ctx) {
     const rng = ctx.rng.fork("storage");
     for (let t = START_MS + 2 * MINUTE; t < START_MS + 55 * MINUTE; t += rng.intBetween(2, 6) * MINUTE) {
