@@ -354,9 +354,13 @@ async function ensureTestPki(dir: string): Promise<void> {
   try {
     renameSync(temp, dir);
   } catch (error) {
-    // Another start made it meanwhile (or an empty directory stands there): keep theirs, else fill it.
-    if (existsSync(join(dir, PKI_CA_FILE))) return rmSync(temp, { recursive: true, force: true });
-    throw error;
+    rmSync(temp, { recursive: true, force: true });
+    // Another start made it meanwhile: theirs is kept. Anything else standing there is not ours to replace.
+    if (existsSync(join(dir, PKI_CA_FILE))) return;
+    throw new UpError(
+      "BAD_REQUEST",
+      `${dir} exists without ${PKI_CA_FILE} (${(error as Error).message}): remove it, or run amiproof pki init there`,
+    );
   }
 }
 

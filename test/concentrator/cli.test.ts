@@ -135,6 +135,8 @@ test("amiproof dcu --meter dlms://HOST:PORT polls a spawned amiproof meter over 
       "three readings of the DLMS meter",
       60_000,
     );
+    // The firmware-campaign link took its MQTT session beside the batch link: its images cache exists.
+    await until(() => existsSync(join(dir, "images")), "the firmware link's images directory", 60_000);
     child.kill("SIGTERM");
     assert.equal(await exited, 0);
     assert.deepEqual(consumer.headEnd.problems, []);

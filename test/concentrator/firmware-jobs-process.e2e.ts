@@ -177,7 +177,7 @@ test("real processes: amiproof headend, meter and dcu run an update to confirmed
     for (const port of ports) assert.equal(await runningChecksum(port), toHex(golden.checksum));
 
     mark("update built");
-    const stagger = ["--window-minutes", "0.05", "--session-limit", "3"];
+    const stagger = ["--window-minutes", "0.05", "--session-limit", "5"];
     const created = await amiproof([
       "campaign",
       "create",
