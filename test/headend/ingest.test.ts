@@ -333,6 +333,24 @@ for (const backend of backends("ingest.test")) {
       assert.equal((await r.submit("DCU-1", dcu.next(["M1"], 1))).kind, "accepted");
       assert.equal(r.metrics.gapsByClass.get("SEQ_GAP"), 1);
     });
+
+    test("a late batch moves the meter cursors: no phantom SEQ_GAP over seqs it stored", async () => {
+      const dcu = new TestDcu("DCU-1");
+      const r = await rig(await fresh(), [dcu]);
+      await r.submit("DCU-1", dcu.next(["M1", "M2"], 1)); // batch 1: M1 seq 1, M2 seq 1
+      const two = dcu.next(["M2"], 1); // M2 seq 2
+      const three = dcu.next(["M1"], 1); // M1 seq 2 — overtakes batch 2
+      assert.equal((await r.submit("DCU-1", three)).kind, "accepted");
+      assert.equal((await r.submit("DCU-1", two)).kind, "accepted");
+      const four = await r.submit("DCU-1", dcu.next(["M2"], 1)); // M2 seq 3 follows the late batch's seq 2
+      assert.deepEqual(four.kind === "accepted" && four.gaps, []);
+      // A real capture gap after the late batch is still seen.
+      const six = await r.submit("DCU-1", dcu.next(["M2"], 1, { skipSeq: "M2" }));
+      assert.deepEqual(
+        six.kind === "accepted" && six.gaps.map((g) => [g.gapClass, g.meterId, g.from, g.to, g.attributedTo]),
+        [["SEQ_GAP", "M2", 4, 4, "capture"]],
+      );
+    });
   });
 }
 

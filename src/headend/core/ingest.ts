@@ -519,19 +519,22 @@ export class BatchIngest {
       chain.headHash = header.batchHash;
       chain.headEpoch = header.epoch;
       chain.headCommitIdLast = header.commitIdLast;
-      for (const record of prepared.records) {
-        const before = this.meterCursors.get(record.meterId);
-        if (before === undefined && this.meterCursors.size >= METER_CURSORS_MAX) continue;
-        if (before === undefined || record.seq > before.lastSeq) {
-          this.meterCursors.set(record.meterId, {
-            lastSeq: record.seq,
-            lastReadingMs: record.timestampMs,
-            lastCommitId: record.commitId,
-          });
-        }
-      }
     } else {
       await this.resolveUplinkGaps(dcuId, header.batchId);
+    }
+    // Late batches move the cursors too (forward only): a meter absent from the batch that overtook this
+    // one would otherwise keep a cursor from before the hole, and its next reading would raise a SEQ_GAP
+    // over seqs this batch just stored (found by the lab's backhaul scenario).
+    for (const record of prepared.records) {
+      const before = this.meterCursors.get(record.meterId);
+      if (before === undefined && this.meterCursors.size >= METER_CURSORS_MAX) continue;
+      if (before === undefined || record.seq > before.lastSeq) {
+        this.meterCursors.set(record.meterId, {
+          lastSeq: record.seq,
+          lastReadingMs: record.timestampMs,
+          lastCommitId: record.commitId,
+        });
+      }
     }
     const metrics = this.deps.metrics;
     metrics.batchesAccepted++;
