@@ -15,13 +15,15 @@ import { decodeFirmwareImage } from "../../src/meter/index.ts";
 // $AMIPROOF_FIRMWARE_CA), `amiproof meter` (ten DLMS meters provisioned with golden images from the PKI,
 // their rollback OTP keys from the head-end's otp-master.key), two `amiproof dcu` concentrators (their
 // firmware links take the jobs) and the operator's `amiproof campaign` commands: an update to confirmed,
-// then an OTP-signed rollback of the fleet to golden, each meter's running checksum read back over DLMS.
+// (a meter from another factory, trusting another CA, refuses it: SIGN_AUTH_FAIL), then an OTP-signed
+// rollback of the fleet to golden, each meter's running checksum read back over DLMS.
 // Run with `npm run test:e2e` (or `node scripts/run-tests.mjs .e2e.ts test/concentrator`).
 
 const BIN = join(import.meta.dirname, "../../bin/amiproof.js");
 const run = promisify(execFile);
 const METERS = 10;
 const DCUS = 2;
+const STRANGER = "MTR-Q";
 
 function collect(child: ChildProcess): { out: () => string; err: () => string } {
   let out = "";
@@ -66,7 +68,7 @@ async function runningChecksum(port: number): Promise<string> {
   }
 }
 
-test("real processes: amiproof headend, meter and dcu run an update to confirmed, then an OTP-signed rollback to golden", async () => {
+test("real processes: amiproof headend, meter and dcu run an update to confirmed (a foreign-CA meter refuses it), then an OTP-signed rollback to golden", async () => {
   const dir = mkdtempSync(join(tmpdir(), "amiproof-campaign-e2e-"));
   const data = join(dir, "headend");
   const pkiDir = join(dir, "pki");
@@ -86,6 +88,9 @@ test("real processes: amiproof headend, meter and dcu run an update to confirmed
   try {
     const pki = await amiproof(["pki", "init", pkiDir]);
     assert.equal(pki.code, 0, pki.stderr);
+    // One more meter, from another factory: its trust anchor is another CA, so it refuses the update.
+    const otherPki = await amiproof(["pki", "init", join(dir, "other-pki")]);
+    assert.equal(otherPki.code, 0, otherPki.stderr);
     mkdirSync(data, { recursive: true });
     const headend = spawned(
       ["headend", "--data", data, "--http", "0", "--mqtt-port", "0", "--log-level", "silent"],
@@ -112,7 +117,20 @@ test("real processes: amiproof headend, meter and dcu run an update to confirmed
       "--otp-master",
       join(data, OTP_MASTER_KEY_FILE),
     ]);
+    const stranger = spawned([
+      "meter",
+      "--id",
+      STRANGER,
+      "--listen",
+      "0",
+      "--pki",
+      join(dir, "other-pki"),
+      "--otp-master",
+      join(data, OTP_MASTER_KEY_FILE),
+    ]);
     await until("the meters", () => meters.err().includes("virtual meter(s) running"));
+    await until("the other factory's meter", () => stranger.err().includes("virtual meter(s) running"));
+    const strangerPort = Number(/TCP ports (\d+)/.exec(stranger.err())![1]);
     assert.match(meters.err(), /rollback command served/);
     const ports = /TCP ports ([\d,]+)/.exec(meters.err())![1]!.split(",").map(Number);
     assert.equal(ports.length, METERS);
@@ -130,6 +148,7 @@ test("real processes: amiproof headend, meter and dcu run an update to confirmed
         ...ports.flatMap((port, i) =>
           dcuOf(i) === `DCU-P${d + 1}` ? ["--meter", `dlms://127.0.0.1:${port}`] : [],
         ),
+        ...(d === 0 ? ["--meter", `dlms://127.0.0.1:${strangerPort}`] : []),
       ]),
     );
     for (const d of dcus)
@@ -139,12 +158,20 @@ test("real processes: amiproof headend, meter and dcu run an update to confirmed
       method: "POST",
       headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
       body: JSON.stringify({
-        meters: meterIds.map((meter_id, i) => ({
-          meter_id,
-          dcu_id: dcuOf(i),
-          event_seal_public_key: toHex(generateP256KeyPair().publicKey),
-          model: "AMI-1PH",
-        })),
+        meters: [
+          ...meterIds.map((meter_id, i) => ({
+            meter_id,
+            dcu_id: dcuOf(i),
+            event_seal_public_key: toHex(generateP256KeyPair().publicKey),
+            model: "AMI-1PH",
+          })),
+          {
+            meter_id: STRANGER,
+            dcu_id: "DCU-P1",
+            event_seal_public_key: toHex(generateP256KeyPair().publicKey),
+            model: "AMI-1PH-X",
+          },
+        ],
       }),
     });
     assert.ok(provisioned.ok);
@@ -177,12 +204,16 @@ test("real processes: amiproof headend, meter and dcu run an update to confirmed
     for (const port of ports) assert.equal(await runningChecksum(port), toHex(golden.checksum));
 
     mark("update built");
-    const stagger = ["--window-minutes", "0.05", "--session-limit", "5"];
+    const stagger = ["--window-minutes", "0.05", "--session-limit", "6"];
     const created = await amiproof([
       "campaign",
       "create",
       "--image",
       file,
+      "--success-share",
+      "0.9",
+      "--error-count",
+      "3",
       ...stagger,
       "--start",
       "--json",
@@ -193,8 +224,13 @@ test("real processes: amiproof headend, meter and dcu run an update to confirmed
     const watched = await amiproof(["campaign", "status", id, "--watch", "--interval-ms", "200", ...admin]);
     assert.equal(watched.code, 0, `${watched.stdout}\n${watched.stderr}`);
     assert.match(watched.stdout, /completed/);
-    assert.match(watched.stdout, new RegExp(`confirmed ${METERS} failed 0 rolled_back 0`));
+    assert.match(watched.stdout, new RegExp(`confirmed ${METERS} failed 1 rolled_back 0`));
+    assert.match(watched.stdout, /SIGN_AUTH_FAIL×1/);
     for (const port of ports) assert.equal(await runningChecksum(port), toHex(update.checksum));
+    const strangerGolden = decodeFirmwareImage(
+      new Uint8Array(readFileSync(join(dir, "other-pki", "golden-app.afw"))),
+    );
+    assert.equal(await runningChecksum(strangerPort), toHex(strangerGolden.checksum), "refused, unchanged");
 
     mark("update confirmed");
     const rollback = await amiproof([
@@ -202,6 +238,8 @@ test("real processes: amiproof headend, meter and dcu run an update to confirmed
       "rollback",
       "--golden",
       toHex(golden.checksum),
+      "--model",
+      "AMI-1PH",
       ...stagger,
       "--start",
       "--json",
@@ -225,6 +263,7 @@ test("real processes: amiproof headend, meter and dcu run an update to confirmed
     mark("rollback confirmed");
     for (const d of dcus) await exit(d.child, "amiproof dcu", d.err);
     await exit(meters.child, "amiproof meter", meters.err);
+    await exit(stranger.child, "amiproof meter", stranger.err);
     await exit(headend.child, "amiproof headend", headend.err);
     mark("all stopped");
   } finally {
