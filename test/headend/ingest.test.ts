@@ -344,12 +344,27 @@ for (const backend of backends("ingest.test")) {
       assert.equal((await r.submit("DCU-1", two)).kind, "accepted");
       const four = await r.submit("DCU-1", dcu.next(["M2"], 1)); // M2 seq 3 follows the late batch's seq 2
       assert.deepEqual(four.kind === "accepted" && four.gaps, []);
+      // A batch that follows the overtaking one sees a hole where the late batch's seqs will be: its SEQ_GAP
+      // is closed when the late batch brings every seq of it.
+      const five = dcu.next(["M1"], 1); // M1 seq 3, held back
+      assert.equal((await r.submit("DCU-1", dcu.next(["M2"], 1))).kind, "accepted"); // batch 6 overtakes 5
+      const seven = await r.submit("DCU-1", dcu.next(["M1"], 1)); // M1 seq 4: seq 3 not seen yet
+      assert.deepEqual(
+        seven.kind === "accepted" && seven.gaps.map((g) => [g.gapClass, g.meterId, g.from, g.to]),
+        [["SEQ_GAP", "M1", 3, 3]],
+      );
+      assert.equal((await r.submit("DCU-1", five)).kind, "accepted");
+      const seqGaps = await r.store.listGaps({ gapClass: "SEQ_GAP", meterId: "M1" });
+      assert.equal(seqGaps.items.length, 1);
+      assert.notEqual(seqGaps.items[0]?.resolvedMs, null, "the late batch brought seq 3: the gap is closed");
       // A real capture gap after the late batch is still seen.
       const six = await r.submit("DCU-1", dcu.next(["M2"], 1, { skipSeq: "M2" }));
       assert.deepEqual(
         six.kind === "accepted" && six.gaps.map((g) => [g.gapClass, g.meterId, g.from, g.to, g.attributedTo]),
-        [["SEQ_GAP", "M2", 4, 4, "capture"]],
+        [["SEQ_GAP", "M2", 5, 5, "capture"]],
       );
+      const open = await r.store.listGaps({ gapClass: "SEQ_GAP", meterId: "M2", openOnly: true });
+      assert.equal(open.items.length, 1, "a real capture gap stays open");
     });
   });
 }

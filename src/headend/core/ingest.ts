@@ -521,6 +521,7 @@ export class BatchIngest {
       chain.headCommitIdLast = header.commitIdLast;
     } else {
       await this.resolveUplinkGaps(dcuId, header.batchId);
+      await this.resolveSeqGapsFilledBy(dcuId, prepared.records);
     }
     // Late batches move the cursors too (forward only): a meter absent from the batch that overtook this
     // one would otherwise keep a cursor from before the hole, and its next reading would raise a SEQ_GAP
@@ -608,6 +609,38 @@ export class BatchIngest {
   /** Forgets a concentrator's cached chain (its key was re-provisioned, or tests reopen the store). */
   forgetChain(dcuId: string): void {
     this.chains.delete(dcuId);
+  }
+
+  /**
+   * A late batch may carry seqs that a batch which overtook it recorded as a SEQ_GAP: the gap closes when
+   * every seq in it is now stored (a partly filled gap stays open). Late batches are rare, so a store
+   * query per meter of the batch is affordable.
+   */
+  private async resolveSeqGapsFilledBy(
+    dcuId: string,
+    records: readonly { readonly meterId: string; readonly seq: number }[],
+  ): Promise<void> {
+    const seqsByMeter = new Map<string, Set<number>>();
+    for (const r of records) {
+      const seqs = seqsByMeter.get(r.meterId) ?? new Set<number>();
+      seqs.add(r.seq);
+      seqsByMeter.set(r.meterId, seqs);
+    }
+    for (const [meterId, seqs] of seqsByMeter) {
+      const open = await this.deps.store.listGaps({
+        gapClass: "SEQ_GAP",
+        dcuId,
+        meterId,
+        openOnly: true,
+        limit: 100,
+      });
+      for (const gap of open.items) {
+        if (gap.to - gap.from + 1 > seqs.size) continue;
+        let covered = true;
+        for (let seq = gap.from; seq <= gap.to && covered; seq++) covered = seqs.has(seq);
+        if (covered) await this.deps.store.resolveGap(gap.gapId, this.deps.nowMs());
+      }
+    }
   }
 
   private async resolveUplinkGaps(dcuId: string, batchId: number): Promise<void> {

@@ -373,6 +373,7 @@ export async function corePredicates(
     timeQualityAlwaysSet(world, view),
     everyTimeStepHasCause(world),
     everyGapAttributed(world, view),
+    gapsAreReal(view),
     bufferingBounded(world),
   ];
 }
@@ -390,7 +391,7 @@ export function coreFigures(world: LoopWorld, view: HeadendView): Record<string,
     restarts: world.restarts.length,
     final_epoch: world.epoch,
     gaps_recorded: view.gaps.length,
-    // Known head-end defect (see src/lab/README.md): open SEQ_GAPs over stored seqs after late batches.
+    // Open SEQ_GAPs over stored seqs (the head-end defect fixed in d00633b; gaps_are_real asserts 0).
     phantom_seq_gaps: phantomSeqGaps(view),
     tx_retry_cnt: u === null ? 0 : u.batchRetries + u.alertRetries,
     link_flap_cnt: u?.linkFlaps ?? 0,
