@@ -10,6 +10,8 @@ import {
 } from "../../evidence/index.ts";
 import {
   type BatchCommit,
+  batchRowOf,
+  chainHeadOf,
   type GapRow,
   type MeterReadingUpdate,
   packRecords,
@@ -66,25 +68,12 @@ export function prepareFromBatch(batch: Batch): PreparedBatch {
 export function commitOf(prepared: PreparedBatch, receivedMs: number, gaps: readonly GapRow[]): BatchCommit {
   const { header } = prepared;
   return {
-    batch: {
-      batchId: header.batchId,
-      dcuId: header.dcuId,
-      epoch: header.epoch,
-      commitIdFirst: header.commitIdFirst,
-      commitIdLast: header.commitIdLast,
-      recordCount: header.count,
-      merkleRoot: header.merkleRoot,
-      batchHash: header.batchHash,
-      prevBatchHash: header.prevBatchHash,
-      receivedMs,
-      header: header.bytes,
-      records: prepared.packedRecords,
-    },
+    batch: batchRowOf(header, receivedMs, prepared.packedRecords),
     readings: prepared.readings,
     gaps,
     events: [],
     meters: prepared.meters,
-    chainHead: { lastBatchHash: header.batchHash, lastBatchId: header.batchId, epoch: header.epoch },
+    chainHead: chainHeadOf(header),
   };
 }
 

@@ -2,6 +2,7 @@ import { deflateRawSync, inflateRawSync } from "node:zlib";
 import {
   BATCH_RECORDS_MAX,
   type Batch,
+  type BatchHeader,
   obisToString,
   READING_RECORD_BYTES_MAX,
   type ReadingRecord,
@@ -11,6 +12,7 @@ import { StoreError } from "./errors.ts";
 import { readingBucket } from "./schema.ts";
 import {
   type BatchCommit,
+  type BatchRow,
   type EventRow,
   type GapRow,
   type MeterReadingUpdate,
@@ -64,26 +66,36 @@ export function batchCommitOf(
     });
   }
   return {
-    batch: {
-      batchId: header.batchId,
-      dcuId: header.dcuId,
-      epoch: header.epoch,
-      commitIdFirst: header.commitIdFirst,
-      commitIdLast: header.commitIdLast,
-      recordCount: header.count,
-      merkleRoot: header.merkleRoot,
-      batchHash: header.batchHash,
-      prevBatchHash: header.prevBatchHash,
-      receivedMs,
-      header: header.bytes,
-      records: packRecords(records.map((r) => r.bytes)),
-    },
+    batch: batchRowOf(header, receivedMs, packRecords(records.map((r) => r.bytes))),
     readings,
     gaps: extra.gaps ?? [],
     events: extra.events ?? [],
     meters,
-    chainHead: { lastBatchHash: header.batchHash, lastBatchId: header.batchId, epoch: header.epoch },
+    chainHead: chainHeadOf(header),
   };
+}
+
+/** The batch row of a verified header: the signed header and the packed records kept byte for byte. */
+export function batchRowOf(header: BatchHeader, receivedMs: number, packedRecords: Uint8Array): BatchRow {
+  return {
+    batchId: header.batchId,
+    dcuId: header.dcuId,
+    epoch: header.epoch,
+    commitIdFirst: header.commitIdFirst,
+    commitIdLast: header.commitIdLast,
+    recordCount: header.count,
+    merkleRoot: header.merkleRoot,
+    batchHash: header.batchHash,
+    prevBatchHash: header.prevBatchHash,
+    receivedMs,
+    header: header.bytes,
+    records: packedRecords,
+  };
+}
+
+/** The concentrator's chain head once this batch is committed. */
+export function chainHeadOf(header: BatchHeader): BatchCommit["chainHead"] {
+  return { lastBatchHash: header.batchHash, lastBatchId: header.batchId, epoch: header.epoch };
 }
 
 // A batch's records as one blob: a format byte, then (deflate-raw of) u16 big-endian length + bytes per
