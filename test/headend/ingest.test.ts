@@ -357,11 +357,26 @@ for (const backend of backends("ingest.test")) {
       const seqGaps = await r.store.listGaps({ gapClass: "SEQ_GAP", meterId: "M1" });
       assert.equal(seqGaps.items.length, 1);
       assert.notEqual(seqGaps.items[0]?.resolvedMs, null, "the late batch brought seq 3: the gap is closed");
+      // A gap filled by two late batches, one seq each, closes when the second arrives.
+      const eight = dcu.next(["M1"], 1); // M1 seq 5, held back
+      const nine = dcu.next(["M1"], 1); // M1 seq 6, held back
+      assert.equal((await r.submit("DCU-1", dcu.next(["M2"], 1))).kind, "accepted"); // batch 10 overtakes
+      const eleven = await r.submit("DCU-1", dcu.next(["M1"], 1)); // M1 seq 7
+      assert.deepEqual(
+        eleven.kind === "accepted" && eleven.gaps.map((g) => [g.gapClass, g.meterId, g.from, g.to]),
+        [["SEQ_GAP", "M1", 5, 6]],
+      );
+      assert.equal((await r.submit("DCU-1", nine)).kind, "accepted");
+      const halfFilled = await r.store.listGaps({ gapClass: "SEQ_GAP", meterId: "M1", openOnly: true });
+      assert.equal(halfFilled.items.length, 1, "seq 5 is still missing: the gap stays open");
+      assert.equal((await r.submit("DCU-1", eight)).kind, "accepted");
+      const filled = await r.store.listGaps({ gapClass: "SEQ_GAP", meterId: "M1", openOnly: true });
+      assert.equal(filled.items.length, 0, "both late batches together brought seqs 5 and 6");
       // A real capture gap after the late batch is still seen.
       const six = await r.submit("DCU-1", dcu.next(["M2"], 1, { skipSeq: "M2" }));
       assert.deepEqual(
         six.kind === "accepted" && six.gaps.map((g) => [g.gapClass, g.meterId, g.from, g.to, g.attributedTo]),
-        [["SEQ_GAP", "M2", 5, 5, "capture"]],
+        [["SEQ_GAP", "M2", 6, 6, "capture"]],
       );
       const open = await r.store.listGaps({ gapClass: "SEQ_GAP", meterId: "M2", openOnly: true });
       assert.equal(open.items.length, 1, "a real capture gap stays open");

@@ -47,6 +47,12 @@ export const RECENT_BATCHES_PER_DCU = 256;
 export const DCU_STATES_MAX = 100_000;
 /** Meters whose seq cursor is cached for gap attribution. */
 export const METER_CURSORS_MAX = 2_000_000;
+/**
+ * Seqs delivered by late batches are remembered for this many meters, this many seqs each, so that a
+ * SEQ_GAP filled by several late batches closes; beyond the bound (or after a restart) it stays open.
+ */
+export const LATE_SEQS_METERS_MAX = 10_000;
+export const LATE_SEQS_PER_METER_MAX = 4_096;
 /** An UPLINK_GAP wider than this is not re-checked batch by batch when a late batch fills part of it. */
 export const UPLINK_GAP_RESOLVE_SPAN_MAX = 256;
 
@@ -196,6 +202,7 @@ export class BatchIngest {
   private readonly queue: Queued[] = [];
   private readonly chains = new Map<string, DcuChain>();
   private readonly meterCursors = new Map<string, MeterCursor>();
+  private readonly lateSeqs = new Map<string, Set<number>>();
   private readonly statuses = new Map<string, { readonly status: StatusMessage; readonly atMs: number }>();
   private running: Promise<void> | null = null;
   private closed = false;
@@ -613,20 +620,28 @@ export class BatchIngest {
 
   /**
    * A late batch may carry seqs that a batch which overtook it recorded as a SEQ_GAP: the gap closes when
-   * every seq in it is now stored (a partly filled gap stays open). Late batches are rare, so a store
-   * query per meter of the batch is affordable.
+   * late batches have brought every seq in it (a partly filled gap stays open). Late batches are rare, so
+   * a store query per meter of the batch is affordable.
    */
   private async resolveSeqGapsFilledBy(
     dcuId: string,
     records: readonly { readonly meterId: string; readonly seq: number }[],
   ): Promise<void> {
-    const seqsByMeter = new Map<string, Set<number>>();
+    // Seqs brought by late batches, per meter: a gap may be filled by several of them, one seq each.
+    const touched = new Set<string>();
     for (const r of records) {
-      const seqs = seqsByMeter.get(r.meterId) ?? new Set<number>();
+      let seqs = this.lateSeqs.get(r.meterId);
+      if (seqs === undefined) {
+        if (this.lateSeqs.size >= LATE_SEQS_METERS_MAX) this.lateSeqs.clear();
+        seqs = new Set<number>();
+        this.lateSeqs.set(r.meterId, seqs);
+      }
+      if (seqs.size >= LATE_SEQS_PER_METER_MAX) seqs.clear();
       seqs.add(r.seq);
-      seqsByMeter.set(r.meterId, seqs);
+      touched.add(r.meterId);
     }
-    for (const [meterId, seqs] of seqsByMeter) {
+    for (const meterId of touched) {
+      const seqs = this.lateSeqs.get(meterId) ?? new Set<number>();
       const open = await this.deps.store.listGaps({
         gapClass: "SEQ_GAP",
         dcuId,
