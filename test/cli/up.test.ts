@@ -263,10 +263,14 @@ test("amiproof up: banner with dashboard and tokens, /health, clean stop on SIGI
     stderr += chunk.toString();
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const dashboard = await until(async () => {
-    if (child.exitCode !== null) throw new Error(`amiproof up exited ${child.exitCode}: ${stderr}`);
-    return /dashboard: (http:\/\/\S+)\//.exec(stdout)?.[1];
-  }, "the dashboard line", 90_000);
+  const dashboard = await until(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`amiproof up exited ${child.exitCode}: ${stderr}`);
+      return /dashboard: (http:\/\/\S+)\//.exec(stdout)?.[1];
+    },
+    "the dashboard line",
+    90_000,
+  );
   assert.match(stdout, new RegExp(`tokens: ${dir}/headend/tokens`));
   assert.match(stdout, new RegExp(`\\(port ${taken} was taken\\)`));
   assert.notEqual(new URL(dashboard).port, String(taken));
