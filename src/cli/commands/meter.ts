@@ -46,6 +46,14 @@ export function registerMeter(program: Command): void {
       "the head-end's OTP master key (<headend data>/otp-master.key): each meter serves the OTP-signed rollback command (needs --pki)",
     )
     .option(
+      "--fault-no-watchdog-kick <meter-id>",
+      "for tests only: this meter's new application never kicks its watchdog (rolled back, WDT_REBOOT_LOOP) (needs --pki)",
+    )
+    .option(
+      "--fault-corrupt-block <meter-id>",
+      "for tests only: this meter receives block 1 of every image transfer corrupted (ERROR_CRC_MISMATCH) (needs --pki)",
+    )
+    .option(
       "--profile-period-ms <ms>",
       "load-profile capture period (default 15 min; demos and tests shorten it)",
     )
@@ -59,6 +67,8 @@ export function registerMeter(program: Command): void {
         profilePeriodMs?: string;
         pki?: string;
         otpMaster?: string;
+        faultNoWatchdogKick?: string;
+        faultCorruptBlock?: string;
       }) => {
         const count = Number(options.count);
         if (!Number.isSafeInteger(count) || count < 1 || count > 100_000) {
@@ -81,6 +91,11 @@ export function registerMeter(program: Command): void {
         }
         if (options.otpMaster !== undefined && options.pki === undefined)
           fail("--otp-master needs --pki DIR (the rollback command acts on provisioned firmware)");
+        if (
+          (options.faultNoWatchdogKick !== undefined || options.faultCorruptBlock !== undefined) &&
+          options.pki === undefined
+        )
+          fail("--fault-no-watchdog-kick and --fault-corrupt-block act on firmware: they need --pki DIR");
         let firmware: FirmwareProvisioning | undefined;
         let rollbackKey: ((meterId: string) => Uint8Array) | undefined;
         try {
@@ -101,6 +116,12 @@ export function registerMeter(program: Command): void {
             ...(firmware === undefined ? {} : { firmware }),
             ...(rollbackKey === undefined ? {} : { rollbackKey }),
             ...(profilePeriodMs === undefined ? {} : { profilePeriodMs }),
+            ...(options.faultNoWatchdogKick === undefined
+              ? {}
+              : { faultNoWatchdogKick: options.faultNoWatchdogKick }),
+            ...(options.faultCorruptBlock === undefined
+              ? {}
+              : { faultCorruptBlock: options.faultCorruptBlock }),
             baseId: options.id,
             count,
             password: options.password,
@@ -121,6 +142,14 @@ export function registerMeter(program: Command): void {
             `amiproof meter: firmware A/B banks, golden app ${versionString(firmware.goldenApp.version)} / comms ${versionString(firmware.goldenComms.version)} trusted by ${options.pki}; rollback command ${rollbackKey === undefined ? "not served (no --otp-master)" : "served (OTP keys from --otp-master)"}\n`,
           );
         }
+        if (options.faultNoWatchdogKick !== undefined)
+          process.stderr.write(
+            `amiproof meter: TEST FAULT: ${options.faultNoWatchdogKick} never kicks its watchdog after an activation\n`,
+          );
+        if (options.faultCorruptBlock !== undefined)
+          process.stderr.write(
+            `amiproof meter: TEST FAULT: ${options.faultCorruptBlock} receives block 1 of image transfers corrupted\n`,
+          );
         process.stderr.write(
           `amiproof meter: ${count} virtual meter(s) running${options.data === undefined ? " in memory" : ` with NVM and keys in ${options.data}`}; Ctrl-C to stop\n`,
         );

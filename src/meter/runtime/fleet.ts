@@ -2,7 +2,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { type ListeningServer, listenDlms } from "../../dlms/index.ts";
+import { type CosemObjectModel, type ListeningServer, listenDlms } from "../../dlms/index.ts";
 import { FileNvm, FileSecureElement, MemorySecureElement, type SecureElement } from "../../evidence/index.ts";
 import { meterObjectModel } from "../cosem.ts";
 import { FirmwareError, type FirmwareManager } from "../firmware/index.ts";
@@ -39,6 +39,61 @@ export interface FleetOptions {
    * its master key). With it (and firmware), each meter serves the OTP-signed rollback command object.
    */
   readonly rollbackKey?: (meterId: string) => Uint8Array;
+  /**
+   * Test-only fault (end-to-end tests): this meter's application stops kicking its watchdog after an
+   * activation, so every boot into the new image ends in a watchdog reset and the bootloader falls back.
+   */
+  readonly faultNoWatchdogKick?: string;
+  /**
+   * Test-only fault (end-to-end tests): this meter receives block 1 of every image transfer with one byte
+   * flipped (a corrupted transfer), so its verification fails the image's CRC.
+   */
+  readonly faultCorruptBlock?: string;
+}
+
+/** The faulty application never kicks its watchdog: confirming it ends in watchdog resets back to the old bank. */
+function neverKicksWatchdog(firmware: FirmwareManager): FirmwareManager {
+  return new Proxy(firmware, {
+    get(target, prop, receiver) {
+      if (prop === "confirm") {
+        return () => {
+          for (let resets = 0; resets < 10; resets++) {
+            if (!target.boot("watchdog").app.trial) break;
+          }
+          return false;
+        };
+      }
+      const value = Reflect.get(target, prop, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+/** Block 1 of an image transfer (IC 18 method 2) arrives with one payload byte flipped. */
+function corruptingBlockOne(model: CosemObjectModel): CosemObjectModel {
+  return {
+    get: (...args) => model.get(...args),
+    set: (...args) => model.set(...args),
+    action: (level, classId, obis, methodId, parameters) => {
+      if (
+        classId === 18 &&
+        methodId === 2 &&
+        parameters?.type === "structure" &&
+        parameters.value[0]?.type === "double-long-unsigned" &&
+        parameters.value[0].value === 1 &&
+        parameters.value[1]?.type === "octet-string" &&
+        parameters.value[1].value.length > 10
+      ) {
+        const bytes = parameters.value[1].value.slice();
+        bytes[10] = bytes[10]! ^ 0x5a;
+        return model.action(level, classId, obis, methodId, {
+          type: "structure",
+          value: [parameters.value[0], { type: "octet-string", value: bytes }],
+        });
+      }
+      return model.action(level, classId, obis, methodId, parameters);
+    },
+  };
 }
 
 export interface RunningFleet {
@@ -144,12 +199,17 @@ export async function startFleet(options: FleetOptions): Promise<RunningFleet> {
     for (const [i, meter] of meters.entries()) {
       const firmware = firmwares.get(meter.id);
       const handler = handlers.get(meter.id);
+      const served =
+        firmware !== undefined && options.faultNoWatchdogKick === meter.id
+          ? neverKicksWatchdog(firmware)
+          : firmware;
       const base = meterObjectModel({
         meter,
-        ...(firmware === undefined ? {} : { firmware }),
+        ...(served === undefined ? {} : { firmware: served }),
         trueNowMs: () => Date.now(),
       });
-      const model = handler === undefined ? base : withRollbackCommand(base, handler);
+      const commanded = handler === undefined ? base : withRollbackCommand(base, handler);
+      const model = options.faultCorruptBlock === meter.id ? corruptingBlockOne(commanded) : commanded;
       const hls = {
         suite: 0 as const,
         systemTitle: meterSystemTitle(meter.id),
