@@ -8,6 +8,7 @@ import {
   NORMAL_INPUTS,
   PhaseWatch,
   Rtc,
+  setMetrologyInputs,
   type TamperConfig,
   type TamperInputs,
   TamperRules,
@@ -106,14 +107,7 @@ export class CompactMeter {
     const meterNow = this.rtc.now(trueNowMs);
     const x = this.inputs;
     x.pfAnomaly = this.phase.update(meterNow, m.activePowerW, m.reactivePowerVar, m.apparentPowerVa);
-    x.lineCurrentA = m.iRms;
-    x.neutralCurrentA = m.neutralCurrentA;
-    x.voltageV = m.vRms;
-    x.activePowerW = m.activePowerW;
-    x.apparentPowerVa = m.apparentPowerVa;
-    x.powerFactor = m.powerFactor;
-    x.frequencyHz = m.frequencyHz;
-    x.thdPercent = m.thdPercent;
+    setMetrologyInputs(x, m);
     for (const effect of this.tamper.evaluate(meterNow, x)) {
       if (effect.endMs !== null) continue;
       this.claimCount++;

@@ -38,6 +38,7 @@ import {
   DEFAULT_TAMPER_CONFIG,
   MAG_SUSPECT,
   NORMAL_INPUTS,
+  setMetrologyInputs,
   type TamperConfig,
   type TamperEffect,
   type TamperInputs,
@@ -347,14 +348,7 @@ export class Meter {
     x.pfAnomaly = this.phaseWatch.update(meterNow, m.activePowerW, m.reactivePowerVar, m.apparentPowerVa);
     x.tiltDeg = NORMAL_INPUTS.tiltDeg;
     x.vibrating = false;
-    x.lineCurrentA = m.iRms;
-    x.neutralCurrentA = m.neutralCurrentA;
-    x.voltageV = m.vRms;
-    x.activePowerW = m.activePowerW;
-    x.apparentPowerVa = m.apparentPowerVa;
-    x.powerFactor = m.powerFactor;
-    x.frequencyHz = m.frequencyHz;
-    x.thdPercent = m.thdPercent;
+    setMetrologyInputs(x, m);
     if (sensors !== NO_SENSORS) Object.assign(x, sensors);
     const effects = this.tamper.evaluate(meterNow, x);
     if (effects.length > 0) this.applyTamper(effects, meterNow);

@@ -1,4 +1,5 @@
 import type { EventLevel, EventType, Snapshot } from "../evidence/index.ts";
+import type { Measurement } from "./metrology.ts";
 
 // Tamper rules (seed 002 H2-6/H2-7, seed 004): each threat maps to sensors and a rule with debounce,
 // hysteresis (on/off thresholds), a time gate and, for high-impact claims, a correlation gate. A rule's
@@ -46,6 +47,24 @@ export interface TamperInputs {
   readonly thdPercent: number;
   readonly tiltDeg: number;
   readonly vibrating: boolean;
+}
+
+/**
+ * Writes one measurement's metrology observables into a reused input record (the rules run every
+ * meter-second and must not allocate). Shared by the meter and the lab's compact meters.
+ */
+export function setMetrologyInputs(
+  x: { -readonly [K in keyof TamperInputs]: TamperInputs[K] },
+  m: Measurement,
+): void {
+  x.lineCurrentA = m.iRms;
+  x.neutralCurrentA = m.neutralCurrentA;
+  x.voltageV = m.vRms;
+  x.activePowerW = m.activePowerW;
+  x.apparentPowerVa = m.apparentPowerVa;
+  x.powerFactor = m.powerFactor;
+  x.frequencyHz = m.frequencyHz;
+  x.thdPercent = m.thdPercent;
 }
 
 export const NORMAL_INPUTS: TamperInputs = {
